@@ -1,0 +1,29 @@
+"""The `dvgan` command: one group, thin sub-commands that each call one library function."""
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from . import train as train_cli
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="dvgan")
+def cli():
+    """dvgan: disentangled image codes (identity s, everything else z), exported and served.
+
+    \b
+    Start with:  dvgan demo
+    Then:        dvgan-train, dvgan-export, dvgan eval, dvgan index build, dvgan query, dvgan swap
+    """
+
+
+cli.add_command(train_cli.main, name="train")
+
+
+def main():
+    cli()
+
+
+if __name__ == "__main__":
+    main()

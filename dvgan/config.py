@@ -1,0 +1,90 @@
+"""Model and training configuration: plain dataclasses of plain types.
+
+A checkpoint stores both as dicts (``asdict``), so every downstream tool rebuilds the
+model from the checkpoint alone.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from .errors import UsageError
+
+TRUNKS = ("conv5", "conv3")  # paper: conv5 for MNIST/Sprites, conv3 for NORB/YaleB
+
+
+@dataclass
+class ModelConfig:
+    image_size: int = 32      # H = W; a multiple of 8 (three stride-2 stages)
+    channels: int = 3         # 1 (grey) or 3 (RGB)
+    s_dim: int = 64           # specified code (identity)
+    z_dim: int = 512          # unspecified code (everything else)
+    trunk: str = "conv5"      # "conv5": three 5x5 stride-2 convs; "conv3": six 3x3 convs, stride 2 every other
+    width: int = 32           # channels of the first conv stage; doubled at each stride-2 stage
+    num_ids: int = 2          # identities the adversary's lookup tables know (the training identities)
+    adv_width: int = 32       # channels of the adversary's first conv
+    adv_dropout: float = 0.5  # dropout before the adversary's output (the authors' code used 0.5)
+
+    def validate(self) -> "ModelConfig":
+        if self.image_size % 8 or self.image_size < 8:
+            raise UsageError(f"image_size must be a positive multiple of 8, got {self.image_size}")
+        if self.channels not in (1, 3):
+            raise UsageError(f"channels must be 1 or 3, got {self.channels}")
+        if self.trunk not in TRUNKS:
+            raise UsageError(f"trunk must be one of {TRUNKS}, got {self.trunk!r}")
+        for name in ("s_dim", "z_dim", "width", "num_ids", "adv_width"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
+        return self
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000             # generator updates
+    batch_size: int = 32          # triplets per step
+    optimizer: str = "adam"       # "adam" or "sgd" (the paper reports SGD works; Adam is faster here)
+    lr: float = 2e-3              # encoder + decoder learning rate
+    adv_lr: float = 2e-3          # adversary learning rate
+    beta1: float = 0.5            # Adam beta1 (DCGAN practice); SGD momentum when optimizer == "sgd"
+    w_recon: float = 1.0          # ||Dec(z1, s1) - x1||^2
+    w_swap_recon: float = 1.0     # ||Dec(z1, s1') - x1||^2, s1' from another image of the same identity
+    w_kl: float = 1.0             # KL(q(z|x1) || N(0, I)), summed over z dims, divided by C*H*W
+    w_gan: float = 0.01           # lambda: generator adversarial weight (0 = the paper's ablation)
+    gan_swap: bool = True         # adversarial term on Dec(z1, s2)
+    gan_prior: bool = True        # adversarial term on Dec(z ~ N(0, I), s2)
+    real_label: float = 0.95      # one-sided label smoothing for the adversary's real target
+    adv_every: int = 1            # generator steps per adversary step (the update ratio)
+    seed: int = 0
+    log_every: int = 20           # steps between metrics-log lines
+    sample_every: int = 500       # steps between swap-grid PNGs (0 = only at the end)
+    ckpt_every: int = 250         # steps between checkpoints (also written at the end)
+    amp: bool = True              # bf16 autocast on CUDA (ignored on CPU)
+
+    def validate(self) -> "TrainConfig":
+        if self.optimizer not in ("adam", "sgd"):
+            raise UsageError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.steps < 1 or self.batch_size < 2:
+            raise UsageError("steps must be >= 1 and batch_size >= 2")
+        if self.adv_every < 1:
+            raise UsageError(f"adv_every must be >= 1, got {self.adv_every}")
+        for name in ("w_recon", "w_swap_recon", "w_kl", "w_gan", "lr", "adv_lr"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 < self.real_label <= 1.0:
+            raise UsageError(f"real_label must be in (0, 1], got {self.real_label}")
+        return self
+
+
+def from_dict(cls, data: dict, *, strict: bool = True):
+    """Build a config dataclass from a dict; unknown keys are an error when strict."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown and strict:
+        raise UsageError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
+    return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def to_dict(cfg) -> dict:
+    return asdict(cfg)
+
+
+__all__ = ["ModelConfig", "TrainConfig", "TRUNKS", "from_dict", "to_dict"]

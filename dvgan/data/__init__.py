@@ -1,0 +1,192 @@
+"""Identity-labelled image sets and their train/test splits.
+
+A data spec names where images come from:
+  ``sprites`` or ``sprites:PER_ID``  the built-in procedural sprites (256 identities)
+  ``mnist:DIR``                      MNIST IDX files in DIR (labels = digits)
+  ``DIR``                            one sub-folder per identity, any image format Pillow reads
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import UsageError
+from . import mnist, sprites
+from .preprocess import ImageError, image_to_uint8, open_image, uint8_to_float
+
+log = logging.getLogger(__name__)
+
+MNIST_TEST = 2000  # the last 2,000 MNIST images are the test split, everywhere
+
+
+class DataError(UsageError):
+    """A data spec or data folder that cannot be used; the message says why."""
+
+
+@dataclass
+class ImageSet:
+    images: np.ndarray                 # uint8 (N, C, H, W)
+    labels: np.ndarray                 # int64 (N,), identity label
+    sources: list                      # (N,) where each image came from (file path or "sprites:i")
+    identity_names: list               # name of each label value
+    factors: np.ndarray | None = None  # float32 (N, F): true unspecified factors (sprites only)
+    attributes: np.ndarray | None = None  # int64 (N, A): identity attributes (sprites only)
+    spec: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def subset(self, idx) -> "ImageSet":
+        idx = np.asarray(idx, dtype=np.int64)
+        pick = lambda a: None if a is None else a[idx]  # noqa: E731
+        return ImageSet(self.images[idx], self.labels[idx], [self.sources[i] for i in idx],
+                        self.identity_names, pick(self.factors), pick(self.attributes), self.spec, self.meta)
+
+    def float_images(self, idx=None) -> np.ndarray:
+        """float32 (N, C, H, W) in [-1, 1]."""
+        return uint8_to_float(self.images if idx is None else self.images[idx])
+
+
+def default_channels(spec: str) -> int | None:
+    """Channels implied by a spec (None: decided by the folder's images)."""
+    kind = spec.split(":", 1)[0]
+    return 3 if kind == "sprites" else 1 if kind == "mnist" else None
+
+
+def load(spec: str, image_size: int = 32, channels: int | None = None, seed: int = 0) -> ImageSet:
+    """Load a data spec at image_size x image_size; channels None = the data's own (1 or 3)."""
+    if not isinstance(spec, str) or not spec:
+        raise DataError("empty data spec")
+    kind, _, arg = spec.partition(":")
+    if kind == "sprites":
+        return _load_sprites(spec, arg, image_size, channels, seed)
+    if kind == "mnist":
+        if not arg:
+            raise DataError("mnist needs a folder: mnist:DIR")
+        return _load_mnist(spec, arg, image_size, channels)
+    if os.path.isdir(spec):
+        return _load_folder(spec, image_size, channels)
+    if os.path.exists(spec):
+        raise DataError(f"{spec}: not a folder (expected one sub-folder per identity)")
+    raise DataError(f"unknown data spec {spec!r}: use sprites, sprites:PER_ID, mnist:DIR or an existing folder")
+
+
+def _load_sprites(spec, arg, size, channels, seed) -> ImageSet:
+    try:
+        per_id = int(arg) if arg else 100
+    except ValueError:
+        raise DataError(f"{spec}: sprites:PER_ID needs an integer, got {arg!r}") from None
+    if per_id < 2:
+        raise DataError(f"{spec}: at least 2 images per identity are needed")
+    images, identity, factors = sprites.generate(per_id, size, seed)
+    images = images.transpose(0, 3, 1, 2)
+    if channels == 1:  # ITU-R 601 luma, as Pillow's "L" conversion
+        images = np.round(images.astype(np.float32).transpose(0, 2, 3, 1) @ np.array([0.299, 0.587, 0.114]))
+        images = images.astype(np.uint8)[:, None]
+    names = [sprites.identity_name(i) for i in range(sprites.NUM_IDENTITIES)]
+    return ImageSet(np.ascontiguousarray(images), identity, [f"sprites:{i}" for i in range(len(identity))],
+                    names, factors, sprites.attributes_of(identity), spec,
+                    {"per_identity": per_id, "seed": seed, "factor_names": list(sprites.FACTORS),
+                     "attribute_names": list(sprites.ATTRIBUTES)})
+
+
+def _load_mnist(spec, directory, size, channels) -> ImageSet:
+    try:
+        x, y = mnist.load(directory)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    from PIL import Image
+    ch = channels or 1
+    images = np.stack([image_to_uint8(Image.fromarray(im, "L"), size, ch) for im in x])
+    return ImageSet(images, y, [f"mnist:{i}" for i in range(len(y))], [str(d) for d in range(10)],
+                    spec=spec, meta={"directory": os.path.abspath(directory)})
+
+
+def _load_folder(root, size, channels) -> ImageSet:
+    people = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    if not people:
+        raise DataError(f"{root}: no identity sub-folders (expected one folder per identity)")
+    decoded, labels, sources, skipped = [], [], [], []
+    for label, person in enumerate(people):
+        folder = os.path.join(root, person)
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            if not os.path.isfile(path):
+                continue
+            try:
+                decoded.append(open_image(path))
+            except ImageError:
+                skipped.append(os.path.join(person, name))
+                continue
+            labels.append(label)
+            sources.append(os.path.relpath(path, root))
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        log.warning("skipped %d file(s) that are not readable images: %s", len(skipped), shown)
+    if not decoded:
+        raise DataError(f"{root}: no readable images in its identity folders")
+    if channels is None:
+        grey = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+        channels = 1 if all(im.mode in grey for im in decoded) else 3
+    images = np.stack([image_to_uint8(im, size, channels) for im in decoded])
+    return ImageSet(images, np.asarray(labels, dtype=np.int64), sources, people, spec=root,
+                    meta={"root": os.path.abspath(root), "skipped": skipped})
+
+
+def make_split(data: ImageSet, holdout_identities: float | None = None,
+               test_fraction: float | None = None, seed: int = 0) -> dict:
+    """Train/test indices. identity-disjoint (holdout_identities) or within-identity (test_fraction).
+
+    Defaults: sprites hold out 20% of identities; MNIST uses its fixed split (the last 2,000 images
+    are the test set); folders hold out 20% of each identity's images.
+    """
+    if holdout_identities is not None and test_fraction is not None:
+        raise DataError("choose one of --holdout-identities and --test-fraction")
+    for name, v in (("holdout-identities", holdout_identities), ("test-fraction", test_fraction)):
+        if v is not None and not 0.0 <= v < 1.0:
+            raise DataError(f"--{name} must be in [0, 1), got {v}")
+    kind = data.spec.split(":", 1)[0]
+    rng = np.random.default_rng(seed)
+    n = len(data)
+    if holdout_identities is None and test_fraction is None:
+        if kind == "mnist":
+            n_test = MNIST_TEST if n > 2 * MNIST_TEST else n // 5
+            return _split_dict("fixed", np.arange(n - n_test), np.arange(n - n_test, n), data)
+        if kind == "sprites":
+            holdout_identities = 0.2
+        else:
+            test_fraction = 0.2
+    if holdout_identities is not None:
+        ids = np.unique(data.labels)
+        n_out = int(round(len(ids) * holdout_identities))
+        test_ids = set(rng.permutation(ids)[:n_out].tolist())
+        is_test = np.array([lab in test_ids for lab in data.labels])
+        return _split_dict("identity", np.flatnonzero(~is_test), np.flatnonzero(is_test), data)
+    train, test = [], []
+    for lab in np.unique(data.labels):
+        idx = rng.permutation(np.flatnonzero(data.labels == lab))
+        n_test = int(round(len(idx) * test_fraction))
+        if n_test >= len(idx) and len(idx) > 0:
+            n_test = len(idx) - 1
+        test += idx[:n_test].tolist()
+        train += idx[n_test:].tolist()
+    return _split_dict("within", np.sort(train), np.sort(test), data)
+
+
+def _split_dict(kind, train, test, data: ImageSet) -> dict:
+    return {
+        "kind": kind,
+        "spec": data.spec,
+        "train": [int(i) for i in train],
+        "test": [int(i) for i in test],
+        "train_identities": sorted({int(data.labels[i]) for i in train}),
+        "test_identities": sorted({int(data.labels[i]) for i in test}),
+        "sources": {"train": [data.sources[i] for i in train], "test": [data.sources[i] for i in test]},
+    }
+
+
+__all__ = ["ImageSet", "DataError", "ImageError", "load", "make_split", "default_channels", "sprites"]

@@ -1,0 +1,83 @@
+"""Figures like the paper's: swap grids (Fig. 2a), interpolation grids (Fig. 2b), sample rows (Fig. 5),
+retrieval strips (Fig. 4), and training curves. Grids are uint8 (H, W, C) arrays; save_png writes them."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from ..data.preprocess import float_to_uint8
+from ..train.checkpoint import atomic_write
+
+PAD = 2  # pixels between tiles
+
+
+def tile(rows, pad: int = PAD, fill: int = 255) -> np.ndarray:
+    """rows: list of rows, each a list of uint8 (C, H, W) images or None (blank) -> uint8 (H', W', C)."""
+    first = next(im for row in rows for im in row if im is not None)
+    c, h, w = first.shape
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    out = np.full((n_rows * (h + pad) + pad, n_cols * (w + pad) + pad, c), fill, dtype=np.uint8)
+    for i, row in enumerate(rows):
+        for j, im in enumerate(row):
+            if im is not None:
+                y, x = pad + i * (h + pad), pad + j * (w + pad)
+                out[y:y + h, x:x + w] = im.transpose(1, 2, 0)
+    return out
+
+
+@torch.no_grad()
+def swap_grid(encoder, decoder, x_s: torch.Tensor, x_z: torch.Tensor) -> np.ndarray:
+    """The paper's Fig. 2a: top row gives s, left column gives z (its mu), cell (i, j) = Dec(s_j, mu_i).
+
+    x_s (M, C, H, W), x_z (N, C, H, W) in [-1, 1]; the result has (N + 1) x (M + 1) tiles with the
+    top-left corner blank. With x_s == x_z the diagonal shows reconstructions.
+    """
+    was = encoder.training, decoder.training
+    encoder.eval(), decoder.eval()
+    s, _, _ = encoder(x_s)
+    _, mu, _ = encoder(x_z)
+    m, n = len(x_s), len(x_z)
+    out = decoder(s.repeat(n, 1), mu.repeat_interleave(m, 0)).view(n, m, *x_s.shape[1:])
+    encoder.train(was[0]), decoder.train(was[1])
+    u8 = lambda t: float_to_uint8(t.cpu().numpy())  # noqa: E731
+    rows = [[None] + list(u8(x_s))]
+    rows += [[u8(x_z[i])] + list(u8(out[i])) for i in range(n)]
+    return tile(rows)
+
+
+def save_png(path: str, grid: np.ndarray, scale: int = 2) -> None:
+    """Write a uint8 (H, W, C) grid as PNG, enlarged by an integer factor, atomically."""
+    from PIL import Image
+    img = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    atomic_write(path, lambda f: img.save(f, format="PNG"))
+
+
+def training_curves(metrics_path: str, png_path: str) -> None:
+    """Plot every loss term of a metrics.jsonl against step into one PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(metrics_path) as f:
+        rows = [json.loads(ln) for ln in f if ln.strip()]
+    if not rows:
+        return
+    keys = [k for k in rows[-1] if k not in ("step", "time", "images_per_s")]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    steps = [r["step"] for r in rows]
+    for k in keys:
+        vals = [r.get(k, np.nan) for r in rows]
+        (axes[1] if k.startswith("adv") or k.startswith("gan") else axes[0]).plot(steps, vals, label=k)
+    axes[0].set_yscale("log")
+    axes[0].set_title("reconstruction and KL")
+    axes[1].set_title("adversarial terms")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write(png_path, lambda f: fig.savefig(f, format="png", dpi=90))
+    plt.close(fig)

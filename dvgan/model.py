@@ -1,0 +1,140 @@
+"""Encoder, Decoder and Adversary of Mathieu et al. (NIPS 2016), supplementary "Network architectures".
+
+Imports torch only. Images are float (B, C, H, W) in [-1, 1]. The log-variance convention
+is log(sigma^2) everywhere: z = mu + exp(0.5 * logvar) * eps.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _stages(trunk: str, width: int):
+    """(in_ch, out_ch, kernel, stride) of each conv of the encoder trunk, input channels left as None."""
+    if trunk == "conv5":  # three 5x5 stride-2 convs
+        chans = [width, 2 * width, 4 * width]
+        return [(None if i == 0 else chans[i - 1], c, 5, 2) for i, c in enumerate(chans)]
+    # conv3: six 3x3 convs, stride 2 on every other layer (the 2nd, 4th and 6th)
+    chans = [width, width, 2 * width, 2 * width, 4 * width, 4 * width]
+    return [(None if i == 0 else chans[i - 1], c, 3, 2 if i % 2 else 1) for i, c in enumerate(chans)]
+
+
+class Encoder(nn.Module):
+    """x (B, C, H, W) -> s (B, s_dim), mu (B, z_dim), logvar (B, z_dim)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        layers = []
+        for cin, cout, k, stride in _stages(cfg.trunk, cfg.width):
+            layers += [
+                nn.Conv2d(cin or cfg.channels, cout, k, stride, padding=k // 2, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+            ]
+        self.trunk = nn.Sequential(*layers)
+        feat = 4 * cfg.width * (cfg.image_size // 8) ** 2
+        self.to_s = nn.Linear(feat, cfg.s_dim)
+        self.to_z = nn.Linear(feat, 2 * cfg.z_dim)  # mu and logvar
+
+    def forward(self, x: torch.Tensor):
+        h = self.trunk(x).flatten(1)  # (B, 4w * (H/8) * (W/8))
+        s = self.to_s(h)
+        mu, logvar = self.to_z(h).chunk(2, dim=1)
+        return s, mu, logvar
+
+
+class Decoder(nn.Module):
+    """(s (B, s_dim), z (B, z_dim)) -> image (B, C, H, W) in [-1, 1].
+
+    s and z each go through a fully connected layer and are ADDED (not concatenated), as in the paper.
+    """
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.base = cfg.image_size // 8
+        self.base_ch = 4 * cfg.width
+        feat = self.base_ch * self.base ** 2
+        self.from_s = nn.Linear(cfg.s_dim, feat)
+        self.from_z = nn.Linear(cfg.z_dim, feat)
+        self.bn0 = nn.BatchNorm2d(self.base_ch)
+        stages = _stages(cfg.trunk, cfg.width)
+        layers = []
+        # Mirror the encoder: walk its stages backwards, each conv becoming a (fractionally strided) transpose.
+        for i, (cin, cout, k, stride) in reversed(list(enumerate(stages))):
+            last = i == 0
+            out_ch = cfg.channels if last else cin
+            layers.append(nn.ConvTranspose2d(cout, out_ch, k, stride, padding=k // 2,
+                                             output_padding=stride - 1, bias=last))
+            layers += [nn.Tanh()] if last else [nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        h = self.from_s(s) + self.from_z(z)                        # (B, 4w * b * b)
+        h = h.view(-1, self.base_ch, self.base, self.base)         # (B, 4w, b, b)
+        return self.net(torch.relu(self.bn0(h)))                   # (B, C, H, W)
+
+
+class Adversary(nn.Module):
+    """Identity-conditioned discriminator: (image (B, C, H, W), id (B,)) -> logit (B,).
+
+    Conditional DCGAN: three 5x5 stride-2 convs with BatchNorm and LeakyReLU(0.2); the label goes
+    through three independent lookup tables added to the first three layers' feature maps.
+    """
+
+    def __init__(self, cfg):
+        super().__init__()
+        w = cfg.adv_width
+        chans = [w, 2 * w, 4 * w]
+        self.convs = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        self.tables = nn.ModuleList()
+        cin = cfg.channels
+        for c in chans:
+            self.convs.append(nn.Conv2d(cin, c, 5, 2, padding=2, bias=False))
+            self.norms.append(nn.BatchNorm2d(c))
+            self.tables.append(nn.Embedding(cfg.num_ids, c))
+            cin = c
+        self.drop = nn.Dropout(cfg.adv_dropout)
+        self.out = nn.Linear(4 * w * (cfg.image_size // 8) ** 2, 1)
+
+    def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        h = x
+        for conv, norm, table in zip(self.convs, self.norms, self.tables):
+            h = norm(conv(h)) + table(ids)[:, :, None, None]
+            h = nn.functional.leaky_relu(h, 0.2)
+        return self.out(self.drop(h.flatten(1))).squeeze(1)
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """z ~ N(mu, exp(logvar)); logvar is log(sigma^2)."""
+    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+
+def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) summed over dims, (B,)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
+
+
+class AutoEncoder(nn.Module):
+    """Encoder and decoder together: the parameters the generator step updates (and DDP wraps)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+
+    def forward(self, x1, x1p, x2, z_prior):
+        """Algorithm 1's generator forward on a batch of B triplets; returns a dict of tensors.
+
+        Encodes x1, x1', x2 in one pass and decodes Dec(z1, s1), Dec(z1, s1'), Dec(z1, s2) and
+        Dec(z_prior, s2) in one pass (one BatchNorm batch each).
+        """
+        b = x1.shape[0]
+        s, mu, logvar = self.encoder(torch.cat([x1, x1p, x2]))
+        s1, s1p, s2 = s.split(b)
+        mu1, logvar1 = mu[:b], logvar[:b]
+        z1 = reparameterize(mu1, logvar1)
+        images = self.decoder(torch.cat([s1, s1p, s2, s2]), torch.cat([z1, z1, z1, z_prior]))
+        x11, x11p, x12, xp2 = images.split(b)
+        return {"x11": x11, "x11p": x11p, "x12": x12, "xp2": xp2,
+                "mu1": mu1, "logvar1": logvar1, "s1": s1, "s2": s2}

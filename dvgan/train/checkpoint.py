@@ -1,0 +1,76 @@
+"""Self-describing checkpoints, written atomically and read with torch.load(weights_only=True)."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import torch
+
+from .. import __version__
+from ..errors import InputError
+from ..config import ModelConfig, from_dict
+from ..model import Decoder, Encoder
+
+FORMAT = "dvgan-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(InputError):
+    """A checkpoint that cannot be used; the message says why."""
+
+
+def atomic_write(path: str, write) -> None:
+    """Call write(fileobj) on a temporary file beside path, fsync, then os.replace it into place."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(path: str, state: dict) -> None:
+    state = {"format": FORMAT, "format_version": FORMAT_VERSION, "dvgan_version": __version__,
+             "torch_version": torch.__version__, **state}
+    atomic_write(path, lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path: str, map_location="cpu") -> dict:
+    """Load and check a checkpoint file (or RUN_DIR/checkpoint.pt); never unpickles arbitrary objects."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "checkpoint.pt")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or unsafe files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a loadable dvgan checkpoint ({first[:200]})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a dvgan checkpoint")
+    if state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {state.get('format_version')} is not "
+                              f"supported by dvgan {__version__} (expects {FORMAT_VERSION})")
+    for key in ("model_config", "encoder", "decoder"):
+        if key not in state:
+            raise CheckpointError(f"{path}: checkpoint lacks {key!r}")
+    return state
+
+
+def build_models(state: dict, device="cpu"):
+    """(model config, encoder, decoder) rebuilt from a checkpoint dict, in eval mode."""
+    try:
+        cfg = from_dict(ModelConfig, state["model_config"]).validate()
+        enc, dec = Encoder(cfg), Decoder(cfg)
+        enc.load_state_dict(state["encoder"])
+        dec.load_state_dict(state["decoder"])
+    except (ValueError, RuntimeError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"checkpoint weights do not fit its model config ({str(exc).splitlines()[0]})") from None
+    return cfg, enc.to(device).eval(), dec.to(device).eval()

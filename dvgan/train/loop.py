@@ -1,0 +1,283 @@
+"""The training loop: data, Algorithm 1 steps, metrics, swap grids, checkpoints, resume, DDP."""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .. import data as data_mod
+from ..errors import RuntimeFailure, UsageError
+from ..config import ModelConfig, TrainConfig, from_dict, to_dict
+from ..model import Adversary, AutoEncoder
+from .checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from .sampler import TripletSampler
+from .step import adversary_step, generator_step
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class TrainingError(RuntimeFailure):
+    """Training cannot go on (for example a non-finite loss); the message says why."""
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError("--device cuda was asked for but torch sees no CUDA device")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise UsageError(f"unknown device {device!r}: use auto, cpu or cuda")
+    return torch.device(device)
+
+
+def write_json(path: str, obj) -> None:
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
+
+
+class Trainer:
+    """Holds the models, optimizers, sampler and training data of one run.
+
+    data_cfg: {"spec", "seed", "holdout_identities", "test_fraction"}; image size and channels come
+    from the model config.
+    """
+
+    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, data_cfg: dict,
+                 out_dir: str, device: str = "auto", dataset=None, split=None):
+        self.train_cfg = train_cfg.validate()
+        self.out_dir = out_dir
+        self.device = resolve_device(device)
+        self.rank, self.world = _dist_info()
+        self.data_cfg = dict(data_cfg)
+        torch.manual_seed(train_cfg.seed)
+        if dataset is None:
+            dataset = data_mod.load(data_cfg["spec"], model_cfg.image_size, model_cfg.channels,
+                                    seed=data_cfg.get("seed", 0))
+        if split is None:
+            split = data_mod.make_split(dataset, data_cfg.get("holdout_identities"),
+                                        data_cfg.get("test_fraction"), seed=data_cfg.get("seed", 0))
+        self.dataset, self.split = dataset, split
+        train_idx = np.asarray(split["train"], dtype=np.int64)
+        if dataset.images.shape[1] != model_cfg.channels:
+            raise data_mod.DataError(f"data has {dataset.images.shape[1]} channels, model expects {model_cfg.channels}")
+        # The adversary's lookup tables index the training identities 0..K-1.
+        self.id_values = sorted(set(dataset.labels[train_idx].tolist()))
+        remap = {v: i for i, v in enumerate(self.id_values)}
+        model_cfg.num_ids = max(len(self.id_values), 1)
+        self.model_cfg = model_cfg.validate()
+        self.images = torch.from_numpy(dataset.images[train_idx]).to(self.device)  # uint8 (N, C, H, W)
+        self.labels = torch.tensor([remap[v] for v in dataset.labels[train_idx]], dtype=torch.long)
+        try:
+            self.sampler = TripletSampler(self.labels, seed=train_cfg.seed + 7919 * self.rank)
+        except ValueError as exc:
+            raise data_mod.DataError(f"{data_cfg['spec']}: {exc}") from None
+        if len(self.sampler.eligible) < len(self.labels):
+            log.warning("%d training image(s) belong to identities with one image; they serve only as x2",
+                        len(self.labels) - len(self.sampler.eligible))
+        self.labels = self.labels.to(self.device)
+
+        self.autoencoder = AutoEncoder(self.model_cfg).to(self.device)
+        self.adversary = Adversary(self.model_cfg).to(self.device)
+        self.opt_gen = _optimizer(self.autoencoder.parameters(), train_cfg.lr, train_cfg)
+        self.opt_adv = _optimizer(self.adversary.parameters(), train_cfg.adv_lr, train_cfg)
+        self.ae_run, self.adv_run = self.autoencoder, self.adversary
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ae_run = DDP(self.autoencoder, device_ids=ids)
+            self.adv_run = DDP(self.adversary, device_ids=ids)
+        self.step = 0
+        amp = train_cfg.amp and self.device.type == "cuda" and torch.cuda.is_bf16_supported()
+        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
+
+    # -- one iteration ------------------------------------------------------------------------
+    def batch(self):
+        i1, i1p, i2 = self.sampler.sample(self.train_cfg.batch_size)
+        to_float = lambda i: self.images[i.to(self.device)].float() / 127.5 - 1.0  # noqa: E731
+        return to_float(i1), to_float(i1p), to_float(i2), self.labels[i2.to(self.device)]
+
+    def train_step(self) -> dict:
+        """One Algorithm 1 iteration; returns the loss terms as floats."""
+        cfg = self.train_cfg
+        self.autoencoder.train()
+        self.adversary.train()
+        x1, x1p, x2, id2 = self.batch()
+        terms, x12 = generator_step(self.ae_run, self.adversary, self.opt_gen, cfg, x1, x1p, x2, id2,
+                                    self.model_cfg.z_dim, self.autocast)
+        if cfg.w_gan > 0 and self.step % cfg.adv_every == 0:
+            terms.update(adversary_step(self.adv_run, self.opt_adv, cfg, x12, x2, id2, self.autocast))
+        self.step += 1
+        out = {k: float(v) for k, v in terms.items()}
+        bad = [k for k, v in out.items() if not math.isfinite(v)]
+        if bad:
+            raise TrainingError(f"loss became non-finite at step {self.step} ({', '.join(bad)}); "
+                                f"the last good checkpoint in {self.out_dir} is kept")
+        return out
+
+    # -- state ----------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "model_config": to_dict(self.model_cfg),
+            "train_config": to_dict(self.train_cfg),
+            "data": {**self.data_cfg, "image_size": self.model_cfg.image_size,
+                     "channels": self.model_cfg.channels, "identity_values": self.id_values},
+            "encoder": self.autoencoder.encoder.state_dict(),
+            "decoder": self.autoencoder.decoder.state_dict(),
+            "adversary": self.adversary.state_dict(),
+            "opt_gen": self.opt_gen.state_dict(),
+            "opt_adv": self.opt_adv.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "sampler": self.sampler.state_dict()["generator"],
+                    "cuda": torch.cuda.get_rng_state() if self.device.type == "cuda" else torch.empty(0)},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.autoencoder.encoder.load_state_dict(state["encoder"])
+        self.autoencoder.decoder.load_state_dict(state["decoder"])
+        self.adversary.load_state_dict(state["adversary"])
+        self.opt_gen.load_state_dict(state["opt_gen"])
+        self.opt_adv.load_state_dict(state["opt_adv"])
+        self.step = int(state["step"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.sampler.load_state_dict({"generator": state["rng"]["sampler"]})
+        if self.device.type == "cuda" and state["rng"]["cuda"].numel():
+            torch.cuda.set_rng_state(state["rng"]["cuda"])
+
+    def save(self) -> None:
+        if self.rank == 0:
+            save_checkpoint(os.path.join(self.out_dir, CHECKPOINT), self.state_dict())
+
+
+def _optimizer(params, lr, cfg: TrainConfig):
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.beta1)
+    return torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, 0.999))
+
+
+def _dist_info():
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _maybe_init_distributed(device: str):
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); returns the local device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or (dist.is_available() and dist.is_initialized()):
+        return device
+    use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    if use_cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return f"cuda:{local}"
+    return "cpu"
+
+
+def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_cfg: dict, out_dir: str,
+          device: str = "auto", resume: bool = False, progress: bool = True) -> dict:
+    """Train a run into out_dir (checkpoint.pt, config.json, split.json, metrics.jsonl, samples/).
+
+    With resume, the run's own checkpoint supplies the configs (train_cfg.steps may extend it).
+    Returns a summary dict (steps, seconds, images/s, last losses, checkpoint path).
+    """
+    device = _maybe_init_distributed(device)
+    ckpt_path = os.path.join(out_dir, CHECKPOINT)
+    state = None
+    if resume:
+        state = load_checkpoint(ckpt_path)
+        steps = train_cfg.steps
+        model_cfg = from_dict(ModelConfig, state["model_config"])
+        train_cfg = from_dict(TrainConfig, state["train_config"])
+        train_cfg.steps = max(steps, train_cfg.steps) if steps else train_cfg.steps
+        data_cfg = {k: v for k, v in state["data"].items() if k not in ("image_size", "channels", "identity_values")}
+    elif os.path.exists(ckpt_path):
+        raise UsageError(f"{out_dir} already holds a run: use --resume to continue it or choose another --out")
+    trainer = Trainer(model_cfg, train_cfg, data_cfg, out_dir, device)
+    if state is not None:
+        trainer.load_state_dict(state)
+        log.info("resumed %s at step %d", out_dir, trainer.step)
+    main = trainer.rank == 0
+    metrics_path = os.path.join(out_dir, "metrics.jsonl")
+    if main:
+        os.makedirs(os.path.join(out_dir, "samples"), exist_ok=True)
+        write_json(os.path.join(out_dir, "split.json"), trainer.split)
+        write_json(os.path.join(out_dir, "config.json"), {
+            "model": to_dict(trainer.model_cfg), "train": to_dict(trainer.train_cfg), "data": data_cfg})
+        _truncate_metrics(metrics_path, trainer.step)
+    return _run(trainer, metrics_path, progress and main)
+
+
+def _run(trainer: Trainer, metrics_path: str, progress: bool) -> dict:
+    from tqdm import tqdm
+
+    cfg = trainer.train_cfg
+    main = trainer.rank == 0
+    total = cfg.steps
+    bar = tqdm(total=total, initial=trainer.step, disable=not progress, unit="step", dynamic_ncols=True)
+    t_start = time.perf_counter()
+    start_step = trainer.step
+    window_t, window_steps, last = time.perf_counter(), 0, {}
+    if trainer.step == 0 and main:
+        trainer.save()  # a loadable checkpoint exists from the first moment
+    with open(metrics_path, "a") if main else contextlib.nullcontext() as mlog:
+        while trainer.step < total:
+            last = trainer.train_step()
+            window_steps += 1
+            step = trainer.step
+            if step % cfg.log_every == 0 or step == total:
+                now = time.perf_counter()
+                ips = window_steps * cfg.batch_size / max(now - window_t, 1e-9)
+                window_t, window_steps = now, 0
+                if main:
+                    mlog.write(json.dumps({"step": step, "time": round(now - t_start, 3),
+                                           "images_per_s": round(ips, 1), **{k: round(v, 6) for k, v in last.items()}}) + "\n")
+                    mlog.flush()
+                bar.set_postfix(loss=f"{last['loss']:.4f}", recon=f"{last['recon']:.4f}",
+                                adv=f"{last.get('adv', float('nan')):.3f}", img_s=f"{ips:.0f}", refresh=False)
+            if main and cfg.sample_every and step % cfg.sample_every == 0 and step != total:
+                _write_swap_grid(trainer, step)
+            if step % cfg.ckpt_every == 0 or step == total:
+                trainer.save()
+            bar.update(1)
+    bar.close()
+    seconds = time.perf_counter() - t_start
+    if main:
+        _write_swap_grid(trainer, trainer.step)
+        try:
+            from ..eval.figures import training_curves
+            training_curves(metrics_path, os.path.join(trainer.out_dir, "curves.png"))
+        except Exception as exc:  # a plot must never cost a finished run
+            log.warning("could not draw training curves: %s", exc)
+    done = trainer.step - start_step
+    return {"steps": trainer.step, "seconds": round(seconds, 2),
+            "images_per_s": round(done * cfg.batch_size / max(seconds, 1e-9), 1),
+            "losses": last, "checkpoint": os.path.join(trainer.out_dir, CHECKPOINT)}
+
+
+def _truncate_metrics(path: str, step: int) -> None:
+    """On resume, drop metric lines past the checkpoint's step so the log has no duplicates."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        keep = [ln for ln in f if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    atomic_write(path, lambda f: f.write("".join(keep).encode()))
+
+
+def _write_swap_grid(trainer: Trainer, step: int) -> None:
+    from ..eval.figures import save_png, swap_grid
+    n = 8
+    labels = trainer.labels.cpu().numpy()
+    firsts = [int(np.flatnonzero(labels == v)[0]) for v in np.unique(labels)[:n]]
+    x = trainer.images[torch.tensor(firsts, device=trainer.device)].float() / 127.5 - 1.0
+    enc, dec = trainer.autoencoder.encoder, trainer.autoencoder.decoder
+    grid = swap_grid(enc, dec, x, x)
+    save_png(os.path.join(trainer.out_dir, "samples", f"swap_{step:06d}.png"), grid)
