@@ -51,6 +51,7 @@ class TrainConfig:
     w_gan: float = 0.01           # lambda: generator adversarial weight (0 = the paper's ablation)
     gan_swap: bool = True         # adversarial term on Dec(z1, s2)
     gan_prior: bool = True        # adversarial term on Dec(z ~ N(0, I), s2)
+    w_zadv: float = 0.0           # latent identity critic on mu (not in the paper; 0 = off)
     real_label: float = 0.95      # one-sided label smoothing for the adversary's real target
     adv_every: int = 1            # generator steps per adversary step (the update ratio)
     seed: int = 0
@@ -66,7 +67,7 @@ class TrainConfig:
             raise UsageError("steps must be >= 1 and batch_size >= 2")
         if self.adv_every < 1:
             raise UsageError(f"adv_every must be >= 1, got {self.adv_every}")
-        for name in ("w_recon", "w_swap_recon", "w_kl", "w_gan", "lr", "adv_lr"):
+        for name in ("w_recon", "w_swap_recon", "w_kl", "w_gan", "w_zadv", "lr", "adv_lr"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 < self.real_label <= 1.0:

@@ -105,6 +105,22 @@ class Adversary(nn.Module):
         return self.out(self.drop(h.flatten(1))).squeeze(1)
 
 
+class LatentAdversary(nn.Module):
+    """Identity classifier on the unspecified code: mu (B, z_dim) -> logits (B, num_ids).
+
+    Not in the paper: an optional critic (Lample et al., "Fader Networks", NIPS 2017) that trains the
+    encoder to leave no identity in z even where the decoder would ignore it.
+    """
+
+    def __init__(self, cfg, hidden: int = 256):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(cfg.z_dim, hidden), nn.LeakyReLU(0.2),
+                                 nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, cfg.num_ids))
+
+    def forward(self, mu: torch.Tensor) -> torch.Tensor:
+        return self.net(mu)
+
+
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """z ~ N(mu, exp(logvar)); logvar is log(sigma^2)."""
     return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)

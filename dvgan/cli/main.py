@@ -19,6 +19,8 @@ def cli():
 
 
 cli.add_command(train_cli.main, name="train")
+__import__("dvgan.cli.engine", fromlist=["register"]).register(cli)
+cli.add_command(__import__("dvgan.cli.eval", fromlist=["main"]).main, name="eval")
 
 
 def main():

@@ -81,3 +81,52 @@ def training_curves(metrics_path: str, png_path: str) -> None:
     fig.tight_layout()
     atomic_write(png_path, lambda f: fig.savefig(f, format="png", dpi=90))
     plt.close(fig)
+
+
+@torch.no_grad()
+def interpolation_grid(encoder, decoder, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 8) -> np.ndarray:
+    """The paper's Fig. 2b: s interpolates from a to b along the columns, mu along the rows.
+
+    x_a, x_b (1, C, H, W) in [-1, 1]. Cell (i, j) = Dec(s_a + (s_b - s_a) j / (steps - 1),
+    mu_a + (mu_b - mu_a) i / (steps - 1)), so each row has a constant z and each column a constant s;
+    the real a stands left of the top row and the real b right of the bottom row. The result has
+    steps x (steps + 2) tiles.
+    """
+    was = encoder.training, decoder.training
+    encoder.eval(), decoder.eval()
+    s, mu, _ = encoder(torch.cat([x_a, x_b]))
+    t = torch.linspace(0, 1, steps)[:, None]
+    s_path, mu_path = s[0] + t * (s[1] - s[0]), mu[0] + t * (mu[1] - mu[0])  # (steps, dim)
+    out = decoder(s_path.repeat(steps, 1), mu_path.repeat_interleave(steps, 0))  # row i = mu_path[i]
+    encoder.train(was[0]), decoder.train(was[1])
+    cells = float_to_uint8(out.cpu().numpy()).reshape(steps, steps, *out.shape[1:])
+    a, b = float_to_uint8(x_a.cpu().numpy())[0], float_to_uint8(x_b.cpu().numpy())[0]
+    rows = [[a if i == 0 else None] + list(cells[i]) + [b if i == steps - 1 else None] for i in range(steps)]
+    return tile(rows)
+
+
+@torch.no_grad()
+def sample_grid(encoder, decoder, x: torch.Tensor, n_samples: int = 8, seed: int = 0) -> np.ndarray:
+    """The paper's Fig. 5: each row is a test image (left) then Dec(s of it, z ~ N(0, I)) n_samples times.
+
+    x (N, C, H, W) in [-1, 1]; the same seeded z's are used in every row, so a column shares its z.
+    The result has N x (n_samples + 1) tiles.
+    """
+    was = encoder.training, decoder.training
+    encoder.eval(), decoder.eval()
+    s, mu, _ = encoder(x)
+    z = torch.randn(n_samples, mu.shape[1], generator=torch.Generator().manual_seed(seed)).to(mu)
+    out = decoder(s.repeat_interleave(n_samples, 0), z.repeat(len(x), 1))
+    encoder.train(was[0]), decoder.train(was[1])
+    cells = float_to_uint8(out.cpu().numpy()).reshape(len(x), n_samples, *out.shape[1:])
+    real = float_to_uint8(x.cpu().numpy())
+    return tile([[real[i]] + list(cells[i]) for i in range(len(x))])
+
+
+def retrieval_strips(images: np.ndarray, queries, neighbour_idx: np.ndarray) -> np.ndarray:
+    """The paper's Fig. 4: each row is a query, a white lane, then its neighbours nearest first.
+
+    images uint8 (N, C, H, W); queries (Q,) indices; neighbour_idx (Q, k) indices into images.
+    The result has Q x (k + 2) tiles.
+    """
+    return tile([[images[q], None] + [images[j] for j in nb] for q, nb in zip(queries, neighbour_idx)])

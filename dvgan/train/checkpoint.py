@@ -38,7 +38,7 @@ def atomic_write(path: str, write) -> None:
 
 def save_checkpoint(path: str, state: dict) -> None:
     state = {"format": FORMAT, "format_version": FORMAT_VERSION, "dvgan_version": __version__,
-             "torch_version": torch.__version__, **state}
+             "torch_version": str(torch.__version__), **state}
     atomic_write(path, lambda f: torch.save(state, f))
 
 

@@ -15,10 +15,10 @@ import torch.distributed as dist
 from .. import data as data_mod
 from ..errors import RuntimeFailure, UsageError
 from ..config import ModelConfig, TrainConfig, from_dict, to_dict
-from ..model import Adversary, AutoEncoder
+from ..model import Adversary, AutoEncoder, LatentAdversary
 from .checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from .sampler import TripletSampler
-from .step import adversary_step, generator_step
+from .step import Batch, adversary_step, generator_step
 
 log = logging.getLogger(__name__)
 
@@ -87,33 +87,38 @@ class Trainer:
         self.autoencoder = AutoEncoder(self.model_cfg).to(self.device)
         self.adversary = Adversary(self.model_cfg).to(self.device)
         self.opt_gen = _optimizer(self.autoencoder.parameters(), train_cfg.lr, train_cfg)
-        self.opt_adv = _optimizer(self.adversary.parameters(), train_cfg.adv_lr, train_cfg)
-        self.ae_run, self.adv_run = self.autoencoder, self.adversary
+        self.latent = LatentAdversary(self.model_cfg).to(self.device) if train_cfg.w_zadv > 0 else None
+        critic_params = list(self.adversary.parameters()) + (list(self.latent.parameters()) if self.latent else [])
+        self.opt_adv = _optimizer(critic_params, train_cfg.adv_lr, train_cfg)
+        self.ae_run, self.adv_run, self.latent_run = self.autoencoder, self.adversary, self.latent
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ae_run = DDP(self.autoencoder, device_ids=ids)
             self.adv_run = DDP(self.adversary, device_ids=ids)
+            self.latent_run = DDP(self.latent, device_ids=ids) if self.latent else None
         self.step = 0
         amp = train_cfg.amp and self.device.type == "cuda" and torch.cuda.is_bf16_supported()
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
 
     # -- one iteration ------------------------------------------------------------------------
-    def batch(self):
-        i1, i1p, i2 = self.sampler.sample(self.train_cfg.batch_size)
-        to_float = lambda i: self.images[i.to(self.device)].float() / 127.5 - 1.0  # noqa: E731
-        return to_float(i1), to_float(i1p), to_float(i2), self.labels[i2.to(self.device)]
+    def batch(self) -> Batch:
+        i1, i1p, i2 = (i.to(self.device) for i in self.sampler.sample(self.train_cfg.batch_size))
+        to_float = lambda i: self.images[i].float() / 127.5 - 1.0  # noqa: E731
+        return Batch(to_float(i1), to_float(i1p), to_float(i2), self.labels[i1], self.labels[i2])
 
     def train_step(self) -> dict:
         """One Algorithm 1 iteration; returns the loss terms as floats."""
         cfg = self.train_cfg
-        self.autoencoder.train()
-        self.adversary.train()
-        x1, x1p, x2, id2 = self.batch()
-        terms, x12 = generator_step(self.ae_run, self.adversary, self.opt_gen, cfg, x1, x1p, x2, id2,
-                                    self.model_cfg.z_dim, self.autocast)
-        if cfg.w_gan > 0 and self.step % cfg.adv_every == 0:
-            terms.update(adversary_step(self.adv_run, self.opt_adv, cfg, x12, x2, id2, self.autocast))
+        for m in (self.autoencoder, self.adversary, self.latent):
+            if m is not None:
+                m.train()
+        batch = self.batch()
+        terms, x12, mu1 = generator_step(self.ae_run, self.adversary, self.opt_gen, cfg, batch,
+                                         self.model_cfg.z_dim, self.latent, self.autocast)
+        if (cfg.w_gan > 0 or self.latent is not None) and self.step % cfg.adv_every == 0:
+            terms.update(adversary_step(self.adv_run, self.opt_adv, cfg, x12, batch, self.latent_run, mu1,
+                                        self.autocast))
         self.step += 1
         out = {k: float(v) for k, v in terms.items()}
         bad = [k for k, v in out.items() if not math.isfinite(v)]
@@ -133,6 +138,7 @@ class Trainer:
             "encoder": self.autoencoder.encoder.state_dict(),
             "decoder": self.autoencoder.decoder.state_dict(),
             "adversary": self.adversary.state_dict(),
+            "latent_adversary": self.latent.state_dict() if self.latent else {},
             "opt_gen": self.opt_gen.state_dict(),
             "opt_adv": self.opt_adv.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "sampler": self.sampler.state_dict()["generator"],
@@ -143,6 +149,8 @@ class Trainer:
         self.autoencoder.encoder.load_state_dict(state["encoder"])
         self.autoencoder.decoder.load_state_dict(state["decoder"])
         self.adversary.load_state_dict(state["adversary"])
+        if self.latent is not None:
+            self.latent.load_state_dict(state["latent_adversary"])
         self.opt_gen.load_state_dict(state["opt_gen"])
         self.opt_adv.load_state_dict(state["opt_adv"])
         self.step = int(state["step"])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -9,65 +10,89 @@ import torch.nn.functional as F
 from ..model import kl_to_standard_normal
 
 
-def _requires_grad(module, flag: bool) -> None:
-    for p in module.parameters():
-        p.requires_grad_(flag)
+@dataclass
+class Batch:
+    x1: torch.Tensor    # (B, C, H, W) in [-1, 1]
+    x1p: torch.Tensor   # another image of x1's identity
+    x2: torch.Tensor    # an image of another identity
+    id1: torch.Tensor   # (B,) adversary-table index of x1's identity
+    id2: torch.Tensor   # (B,) ... of x2's identity
 
 
-def generator_step(autoencoder, adversary, opt, cfg, x1, x1p, x2, id2, z_dim, autocast=None):
-    """Update encoder and decoder on a batch of triplets; the adversary's weights stay frozen.
+def _requires_grad(modules, flag: bool) -> None:
+    for m in modules:
+        for p in m.parameters():
+            p.requires_grad_(flag)
 
-    autoencoder: the AutoEncoder (possibly DDP-wrapped); adversary: the plain Adversary module.
-    Returns the loss terms as floats and the detached swap Dec(z1, s2) for the adversary step.
+
+def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, latent=None, autocast=None):
+    """Update encoder and decoder on a batch of triplets; the critics' weights stay frozen.
+
+    autoencoder: the AutoEncoder (possibly DDP-wrapped); adversary, latent: the plain critic modules
+    (latent only when cfg.w_zadv > 0). Returns (loss terms as 0-dim tensors, detached Dec(z1, s2), mu1).
     """
     autocast = autocast or contextlib.nullcontext
+    critics = [m for m in (adversary, latent) if m is not None]
     use_gan = cfg.w_gan > 0 and (cfg.gan_swap or cfg.gan_prior)
-    _requires_grad(adversary, False)
+    _requires_grad(critics, False)
+    x1 = batch.x1
     z_prior = torch.randn(x1.shape[0], z_dim, device=x1.device)  # X.2 = Dec(z ~ N(0, I), s2)
     with autocast():
-        out = autoencoder(x1, x1p, x2, z_prior)
+        out = autoencoder(x1, batch.x1p, batch.x2, z_prior)
     x11, x11p, x12, xp2 = (out[k].float() for k in ("x11", "x11p", "x12", "xp2"))
+    mu1 = out["mu1"].float()
     terms = {
         "recon": F.mse_loss(x11, x1),
         "swap_recon": F.mse_loss(x11p, x1),
-        "kl": kl_to_standard_normal(out["mu1"].float(), out["logvar1"].float()).mean() / x1[0].numel(),
+        "kl": kl_to_standard_normal(mu1, out["logvar1"].float()).mean() / x1[0].numel(),
     }
     loss = cfg.w_recon * terms["recon"] + cfg.w_swap_recon * terms["swap_recon"] + cfg.w_kl * terms["kl"]
     if use_gan:
-        fakes = [x for x, on in ((x12, cfg.gan_swap), (xp2, cfg.gan_prior)) if on]
+        named = [(n, x) for n, x, on in (("gan_swap", x12, cfg.gan_swap), ("gan_prior", xp2, cfg.gan_prior)) if on]
         with autocast():
-            logits = adversary(torch.cat(fakes), id2.repeat(len(fakes))).float()
+            logits = adversary(torch.cat([x for _, x in named]), batch.id2.repeat(len(named))).float()
         # Non-saturating generator loss -log Adv(X, id2), one term per enabled source of fakes.
         per = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits), reduction="none")
-        for name, part in zip([n for n, on in (("gan_swap", cfg.gan_swap), ("gan_prior", cfg.gan_prior)) if on],
-                              per.split(x1.shape[0])):
+        for (name, _), part in zip(named, per.split(x1.shape[0])):
             terms[name] = part.mean()
             loss = loss + cfg.w_gan * terms[name]
+    if latent is not None and cfg.w_zadv > 0:
+        # Push the latent critic's prediction towards uniform: bounded, unlike maximising its loss.
+        terms["zadv_gen"] = -F.log_softmax(latent(mu1), dim=1).mean()
+        loss = loss + cfg.w_zadv * terms["zadv_gen"]
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    _requires_grad(adversary, True)
+    _requires_grad(critics, True)
     result = {k: v.detach() for k, v in terms.items()}
     result["loss"] = loss.detach()
-    return result, x12.detach()
+    return result, x12.detach(), mu1.detach()
 
 
-def adversary_step(adversary, opt, cfg, fake, real, ids, autocast=None) -> dict:
-    """Update the adversary: fake = Dec(z1, s2) judged as not id2, real = x2 judged as id2.
+def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, mu1=None, autocast=None) -> dict:
+    """Update the critics. Image adversary: fake = Dec(z1, s2) judged as not id2, real = x2 as id2.
 
-    The encoder and decoder are untouched: fake arrives detached. One forward over [fake; real]
-    so a DDP-wrapped adversary sees a single call per step.
+    The encoder and decoder are untouched: fake and mu1 arrive detached. One forward over [fake; real]
+    so a DDP-wrapped adversary sees a single call per step. The latent critic, when given, learns
+    to read id1 from mu1.
     """
     autocast = autocast or contextlib.nullcontext
-    b = fake.shape[0]
+    b, ids = fake.shape[0], batch.id2
     with autocast():
-        logits = adversary(torch.cat([fake, real]), torch.cat([ids, ids])).float()
+        logits = adversary(torch.cat([fake, batch.x2]), torch.cat([ids, ids])).float()
     target = torch.cat([torch.zeros(b, device=logits.device),
                         torch.full((b,), cfg.real_label, device=logits.device)])  # one-sided smoothing
     loss = F.binary_cross_entropy_with_logits(logits, target)
+    result = {"adv": loss.detach()}
+    if latent is not None and mu1 is not None:
+        zlogits = latent(mu1)
+        zloss = F.cross_entropy(zlogits, batch.id1)
+        loss = loss + zloss
+        result["zadv"] = zloss.detach()
+        result["zadv_acc"] = (zlogits.argmax(1) == batch.id1).float().mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     with torch.no_grad():
-        correct = torch.cat([logits[:b] < 0, logits[b:] > 0]).float().mean()
-    return {"adv": loss.detach(), "adv_acc": correct}
+        result["adv_acc"] = torch.cat([logits[:b] < 0, logits[b:] > 0]).float().mean()
+    return result

@@ -1,0 +1,86 @@
+import ast
+import pathlib
+
+import pytest
+import torch
+
+from dvgan.config import ModelConfig
+from dvgan.model import Adversary, AutoEncoder, Decoder, Encoder, kl_to_standard_normal, reparameterize
+
+VARIANTS = [(trunk, size, ch) for trunk in ("conv5", "conv3") for size in (32, 64) for ch in (1, 3)]
+
+
+@pytest.mark.parametrize("trunk,size,channels", VARIANTS)
+def test_shapes_and_range(trunk, size, channels):
+    cfg = ModelConfig(image_size=size, channels=channels, s_dim=6, z_dim=5, trunk=trunk, width=8,
+                      adv_width=8, num_ids=4).validate()
+    enc, dec, adv = Encoder(cfg), Decoder(cfg), Adversary(cfg)
+    x = torch.rand(3, channels, size, size) * 2 - 1
+    s, mu, logvar = enc(x)
+    assert s.shape == (3, 6) and mu.shape == (3, 5) and logvar.shape == (3, 5)
+    img = dec(s, mu)
+    assert img.shape == x.shape
+    assert img.min() >= -1 and img.max() <= 1
+    assert adv(img, torch.tensor([0, 1, 3])).shape == (3,)
+
+
+@pytest.mark.parametrize("trunk", ["conv5", "conv3"])
+def test_every_parameter_gets_a_gradient(trunk):
+    cfg = ModelConfig(channels=1, s_dim=4, z_dim=4, trunk=trunk, width=4, adv_width=4, num_ids=3)
+    ae, adv = AutoEncoder(cfg), Adversary(cfg)
+    x = torch.rand(4, 1, 32, 32) * 2 - 1
+    out = ae(x, x.flip(0), x.roll(1, 0), torch.randn(4, 4))
+    loss = sum(v.float().pow(2).mean() for v in out.values()) + adv(out["x12"], torch.tensor([0, 1, 2, 0])).mean()
+    loss.backward()
+    for name, p in list(ae.named_parameters()) + list(adv.named_parameters()):
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+
+
+def test_decoder_adds_s_and_z():
+    """The two codes are merged by addition: Dec sees from_s(s) + from_z(z), not a concatenation."""
+    cfg = ModelConfig(channels=1, s_dim=4, z_dim=6, width=4)
+    dec = Decoder(cfg).eval()
+    s, z = torch.randn(2, 4), torch.randn(2, 6)
+    with torch.no_grad():
+        h = dec.from_s(s) + dec.from_z(z)
+        ref = dec.net(torch.relu(dec.bn0(h.view(-1, dec.base_ch, dec.base, dec.base))))
+        assert torch.allclose(dec(s, z), ref)
+
+
+def test_label_tables_condition_the_adversary():
+    cfg = ModelConfig(channels=1, width=4, adv_width=4, num_ids=5)
+    adv = Adversary(cfg).eval()
+    assert len(adv.tables) == 3 and all(t.num_embeddings == 5 for t in adv.tables)
+    x = torch.rand(2, 1, 32, 32)
+    for t in adv.tables:
+        torch.nn.init.normal_(t.weight)
+    assert not torch.allclose(adv(x, torch.tensor([0, 0])), adv(x, torch.tensor([1, 1])))
+
+
+def test_kl_and_reparameterize_use_log_variance():
+    mu, logvar = torch.zeros(1, 3), torch.zeros(1, 3)
+    assert torch.allclose(kl_to_standard_normal(mu, logvar), torch.zeros(1))
+    logvar = torch.full((1, 3), 2.0)  # sigma^2 = e^2
+    expected = 0.5 * 3 * (torch.exp(torch.tensor(2.0)) - 1 - 2)
+    assert torch.allclose(kl_to_standard_normal(mu, logvar), expected.reshape(1))
+    torch.manual_seed(0)
+    z = reparameterize(torch.zeros(20000, 1), torch.full((20000, 1), 2.0))
+    assert abs(z.std().item() - torch.exp(torch.tensor(1.0)).item()) < 0.05
+
+
+def test_model_module_imports_only_torch():
+    src = pathlib.Path(__file__).parent.parent / "dvgan" / "model.py"
+    names = set()
+    for node in ast.walk(ast.parse(src.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module.split(".")[0])
+    assert names <= {"torch", "__future__"}, names
+
+
+@pytest.mark.parametrize("bad", [dict(image_size=30), dict(channels=2), dict(trunk="vgg"), dict(s_dim=0)])
+def test_config_rejects_bad_values(bad):
+    with pytest.raises(ValueError):
+        ModelConfig(**bad).validate()

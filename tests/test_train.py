@@ -1,0 +1,162 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import tiny_model_config, tiny_train_config
+from dvgan.train.checkpoint import load_checkpoint
+from dvgan.train.loop import Trainer, TrainingError, train
+from dvgan.train.step import adversary_step, generator_step
+
+
+def _snapshot(module):
+    return {k: v.detach().clone() for k, v in module.named_parameters()}
+
+
+def _moved(before, module):
+    return {k for k, v in module.named_parameters() if not torch.equal(before[k], v.detach())}
+
+
+@pytest.fixture()
+def trainer(tmp_path):
+    return Trainer(tiny_model_config(), tiny_train_config(), {"spec": "sprites:3"}, str(tmp_path), device="cpu")
+
+
+def test_generator_step_moves_encoder_and_decoder_only(trainer):
+    ae, adv = trainer.autoencoder, trainer.adversary
+    ae_before, adv_before = _snapshot(ae), _snapshot(adv)
+    terms, fake, _ = generator_step(ae, adv, trainer.opt_gen, trainer.train_cfg, trainer.batch(), 8)
+    assert _moved(ae_before, ae) == set(ae_before)  # every encoder and decoder weight moved
+    assert _moved(adv_before, adv) == set()         # the adversary is frozen
+    assert {"recon", "swap_recon", "kl", "gan_swap", "gan_prior", "loss"} <= set(terms)
+    assert all(p.requires_grad for p in adv.parameters())  # unfrozen again afterwards
+    assert not fake.requires_grad
+
+
+def test_adversary_step_moves_adversary_only(trainer):
+    ae, adv = trainer.autoencoder, trainer.adversary
+    batch = trainer.batch()
+    _, fake, _ = generator_step(ae, adv, trainer.opt_gen, trainer.train_cfg, batch, 8)
+    ae_before, adv_before = _snapshot(ae), _snapshot(adv)
+    out = adversary_step(adv, trainer.opt_adv, trainer.train_cfg, fake, batch)
+    assert _moved(ae_before, ae) == set()
+    assert _moved(adv_before, adv) == set(adv_before)
+    assert 0.0 <= float(out["adv_acc"]) <= 1.0
+
+
+def test_adversarial_terms_are_switchable(tmp_path):
+    t = Trainer(tiny_model_config(), tiny_train_config(gan_prior=False), {"spec": "sprites:3"}, str(tmp_path), device="cpu")
+    terms = t.train_step()
+    assert "gan_swap" in terms and "gan_prior" not in terms
+
+
+def test_lambda_zero_is_the_ablation(tmp_path):
+    """With lambda = 0 no adversarial term is computed and the adversary never moves."""
+    t = Trainer(tiny_model_config(), tiny_train_config(w_gan=0.0), {"spec": "sprites:3"}, str(tmp_path), device="cpu")
+    before = _snapshot(t.adversary)
+    for _ in range(2):
+        terms = t.train_step()
+    assert "gan_swap" not in terms and "adv" not in terms
+    assert _moved(before, t.adversary) == set()
+
+
+def test_latent_critic_moves_with_the_adversary_only(tmp_path):
+    t = Trainer(tiny_model_config(), tiny_train_config(w_zadv=1.0), {"spec": "sprites:3"}, str(tmp_path), device="cpu")
+    ae, lat = t.autoencoder, t.latent
+    batch = t.batch()
+    lat_before = _snapshot(lat)
+    terms, fake, mu1 = generator_step(ae, t.adversary, t.opt_gen, t.train_cfg, batch, 8, latent=lat)
+    assert "zadv_gen" in terms and _moved(lat_before, lat) == set()
+    ae_before = _snapshot(ae)
+    out = adversary_step(t.adversary, t.opt_adv, t.train_cfg, fake, batch, latent=lat, mu1=mu1)
+    assert _moved(lat_before, lat) == set(lat_before) and _moved(ae_before, ae) == set()
+    assert "zadv" in out
+
+
+def test_update_ratio(tmp_path):
+    t = Trainer(tiny_model_config(), tiny_train_config(adv_every=2), {"spec": "sprites:3"}, str(tmp_path), device="cpu")
+    assert "adv" in t.train_step()       # step 0
+    assert "adv" not in t.train_step()   # step 1
+    assert "adv" in t.train_step()       # step 2
+
+
+def test_checkpoint_is_self_describing(tiny_run):
+    state = torch.load(os.path.join(tiny_run, "checkpoint.pt"), weights_only=True)
+    assert state["step"] == 4
+    for key in ("model_config", "train_config", "data", "encoder", "decoder", "adversary", "opt_gen",
+                "opt_adv", "rng", "dvgan_version", "torch_version"):
+        assert key in state, key
+    assert state["model_config"]["num_ids"] == len(json.load(open(os.path.join(tiny_run, "split.json")))["train_identities"])
+    lines = [json.loads(x) for x in open(os.path.join(tiny_run, "metrics.jsonl"))]
+    assert [x["step"] for x in lines] == [2, 4]
+    assert os.path.exists(os.path.join(tiny_run, "curves.png"))
+    assert os.path.exists(os.path.join(tiny_run, "samples", "swap_000004.png"))
+
+
+def test_split_is_identity_disjoint_for_sprites(tiny_run):
+    split = json.load(open(os.path.join(tiny_run, "split.json")))
+    assert split["kind"] == "identity"
+    assert not set(split["train_identities"]) & set(split["test_identities"])
+    assert len(split["test_identities"]) == round(256 * 0.2)
+
+
+def test_resume_reaches_the_same_state(tmp_path):
+    full, part = str(tmp_path / "full"), str(tmp_path / "part")
+    train(tiny_model_config(), tiny_train_config(steps=6), {"spec": "sprites:3"}, full, device="cpu", progress=False)
+    train(tiny_model_config(), tiny_train_config(steps=4), {"spec": "sprites:3"}, part, device="cpu", progress=False)
+    train(tiny_model_config(), tiny_train_config(steps=6), {}, part, device="cpu", resume=True, progress=False)
+    a, b = load_checkpoint(full), load_checkpoint(part)
+    assert a["step"] == b["step"] == 6
+    for part_name in ("encoder", "decoder", "adversary"):
+        for k in a[part_name]:
+            assert torch.equal(a[part_name][k], b[part_name][k]), (part_name, k)
+    steps = [json.loads(x)["step"] for x in open(os.path.join(part, "metrics.jsonl"))]
+    assert steps == [2, 4, 6]
+
+
+def test_existing_run_is_not_overwritten(tiny_run):
+    from dvgan.errors import UsageError
+    with pytest.raises(UsageError, match="--resume"):
+        train(tiny_model_config(), tiny_train_config(), {"spec": "sprites:3"}, tiny_run, device="cpu", progress=False)
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
+    out = str(tmp_path / "nan")
+    real_batch = Trainer.batch
+
+    def poisoned(self):
+        batch = real_batch(self)
+        if self.step >= 3:
+            batch.x1 = batch.x1 * float("nan")
+        return batch
+
+    monkeypatch.setattr(Trainer, "batch", poisoned)
+    with pytest.raises(TrainingError, match="non-finite at step 4"):
+        train(tiny_model_config(), tiny_train_config(steps=6), {"spec": "sprites:3"}, out, device="cpu", progress=False)
+    state = load_checkpoint(out)
+    assert state["step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["encoder"].values() if v.is_floating_point())
+
+
+def test_ddp_replicas_stay_identical(tmp_path):
+    """Two CPU processes under torchrun (gloo) train a few steps; both end with the same weights."""
+    worker = os.path.join(os.path.dirname(__file__), "ddp_worker.py")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", worker, str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert r0["step"] == r1["step"] == 3
+    # Parameters must agree exactly. BatchNorm running statistics are broadcast from rank 0 at the
+    # start of each forward, so after the last step each rank holds its own batch's update; the
+    # checkpoint is written by rank 0.
+    for part in ("encoder", "decoder", "adversary"):
+        assert set(r0[part]) == set(r1[part]) and r0[part]
+        for k, v in r0[part].items():
+            assert torch.equal(v, r1[part][k]), (part, k)
+            assert not torch.equal(v, r0["initial_" + part][k]), (part, k)
+    assert (tmp_path / "run" / "checkpoint.pt").exists()  # rank 0 alone writes the run folder
