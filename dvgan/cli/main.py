@@ -19,6 +19,8 @@ def cli():
 
 
 cli.add_command(train_cli.main, name="train")
+cli.add_command(__import__("dvgan.cli.export", fromlist=["main"]).main, name="export")
+cli.add_command(__import__("dvgan.cli.export", fromlist=["info"]).info, name="info")
 __import__("dvgan.cli.engine", fromlist=["register"]).register(cli)
 cli.add_command(__import__("dvgan.cli.eval", fromlist=["main"]).main, name="eval")
 

@@ -77,7 +77,8 @@ def training_curves(metrics_path: str, png_path: str) -> None:
     axes[1].set_title("adversarial terms")
     for ax in axes:
         ax.set_xlabel("step")
-        ax.legend(fontsize=8)
+        if ax.lines:  # a run without the adversary has nothing to plot on the right
+            ax.legend(fontsize=8)
     fig.tight_layout()
     atomic_write(png_path, lambda f: fig.savefig(f, format="png", dpi=90))
     plt.close(fig)

@@ -1,0 +1,89 @@
+"""Retrieval queries/s: exact FAISS search against numpy brute force over 100k and 1M codes of 64 and
+512 dims, and the approximate (IVF) index at 1M: its recall@10 against exact and its speed-up.
+
+    python benchmarks/bench_retrieval.py [--sizes 100000,1000000] [--dims 64,512] [--queries 256] [--reps 5]
+
+Codes are synthetic and seeded: points on a 16-dimensional subspace plus 5% isotropic noise, the
+shape trained s and mu codes take (a few informative directions; the KL term flattens the rest).
+Queries are fresh draws, not gallery points. Every number is the median of --reps searches of one
+batch of --queries queries; ratios come from the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from bench_engine import median_time
+
+RANK = 16
+
+
+def codes(n: int, dim: int, seed: int) -> np.ndarray:
+    basis = np.random.default_rng(1234 + dim).standard_normal((RANK, dim), dtype=np.float32) / np.sqrt(RANK)
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, dim), np.float32)
+    for i in range(0, n, 100_000):  # in blocks, to keep the temporaries small
+        m = min(100_000, n - i)
+        out[i:i + m] = rng.standard_normal((m, RANK), dtype=np.float32) @ basis
+        out[i:i + m] += 0.05 * rng.standard_normal((m, dim), dtype=np.float32)
+    return out
+
+
+def main():
+    import faiss
+
+    from dvgan.engine import search as S
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="100000,1000000")
+    p.add_argument("--dims", default="64,512")
+    p.add_argument("--queries", type=int, default=256)
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--approx-size", type=int, default=1_000_000)
+    p.add_argument("--target", type=float, default=0.95)
+    args = p.parse_args()
+    sizes = [int(v) for v in args.sizes.split(",")]
+    dims = [int(v) for v in args.dims.split(",")]
+    lines = []
+    print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads; {args.queries} queries per batch; "
+          f"median of {args.reps}", flush=True)
+    for dim in dims:
+        q = codes(args.queries, dim, seed=7)
+        for n in sizes:
+            g = codes(n, dim, seed=1)
+            flat = faiss.IndexFlatL2(dim)
+            flat.add(g)
+            t_np = median_time(lambda: S.numpy_topk(g, q, 10), args.reps)
+            t_flat = median_time(lambda: flat.search(q, 10), args.reps)
+            exact_ids = flat.search(q, 10)[1]
+            agree = float((S.numpy_topk(g, q, 10)[1] == exact_ids).mean())
+            line = {"n": n, "dim": dim, "numpy": args.queries / t_np, "flat": args.queries / t_flat, "agree": agree}
+            if n == args.approx_size:
+                t0 = time.perf_counter()
+                ivf = S.new_faiss_index("ivf", dim, n)
+                S.train_if_needed(ivf, g)
+                ivf.add(g)
+                build = time.perf_counter() - t0
+                tuning = S.tune(ivf, g, codes(500, dim, seed=11), k=10, target=args.target)
+                t_ivf = median_time(lambda: ivf.search(q, 10), args.reps)
+                recall = S.recall_at_k(ivf.search(q, 10)[1], exact_ids, 10)
+                line.update(ivf=args.queries / t_ivf, recall=recall, nprobe=tuning["value"],
+                            nlist=ivf.nlist, build=build)
+            lines.append(line)
+            print(line, flush=True)
+            del flat, g
+    print()
+    print(f"{'codes':>9} {'dim':>4} {'numpy q/s':>10} {'faiss flat q/s':>15} {'flat/numpy':>10} "
+          f"{'ivf q/s':>9} {'ivf/flat':>8} {'recall@10':>9} {'nprobe/nlist':>12} {'ivf build s':>11}")
+    for r in lines:
+        tail = ""
+        if "ivf" in r:
+            tail = (f" {r['ivf']:9.0f} {r['ivf'] / r['flat']:7.1f}x {r['recall']:9.3f} "
+                    f"{r['nprobe']:>5}/{r['nlist']:<6} {r['build']:11.0f}")
+        print(f"{r['n']:9d} {r['dim']:4d} {r['numpy']:10.0f} {r['flat']:15.0f} {r['flat'] / r['numpy']:9.1f}x{tail}")
+    print("exact faiss ids equal numpy's on", ", ".join(f"{r['agree']:.4f}" for r in lines), "of entries")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,241 @@
+"""dvgan index build / query / swap / sample / interpolate / serve: thin commands over dvgan.engine.
+
+With no --bundle / --index, commands use $DVGAN_HOME/bundle and $DVGAN_HOME/index, where DVGAN_HOME
+defaults to ./dvgan-out (dvgan.engine.defaults): after `dvgan demo`, or an export to ./dvgan-out/bundle
+and `dvgan index build`, `dvgan query --by specified img.png` needs no other flag.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import click
+import numpy as np
+
+from ..engine import defaults
+from ..engine.backends import BACKENDS, DEVICES, PRECISIONS
+from ..errors import UsageError
+from .common import friendly_errors, verbosity
+
+# faiss logs which CPU build it loaded at INFO, once per process; keep the commands' output readable.
+logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+
+log = logging.getLogger(__name__)
+
+DEFAULTS_HELP = (f"Defaults: --bundle ${defaults.HOME_ENV}/bundle, --index ${defaults.HOME_ENV}/index, "
+                 f"with {defaults.HOME_ENV} unset meaning {defaults.DEFAULT_HOME}.")
+
+
+def engine_options(fn):
+    fn = click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+                      help="Graph precision (fp16: the bundle's fp16 graphs; bf16: torch only).")(fn)
+    fn = click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)(fn)
+    fn = click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+                      help="auto: TensorRT plans, then ONNX Runtime, then PyTorch; the choice is logged.")(fn)
+    fn = click.option("--bundle", "bundle", default=None, help="Exported bundle folder.")(fn)
+    return fn
+
+
+def open_engine(bundle, backend, device, precision, fallback=None):
+    from ..engine import Engine
+    return Engine.load(bundle or fallback or defaults.bundle_dir(), backend, device, precision=precision)
+
+
+def expand(items) -> list[str]:
+    """Image arguments: files as given, folders replaced by the image files they hold."""
+    from ..engine.inputs import list_images
+    out = []
+    for item in items:
+        out += list_images(item) if os.path.isdir(item) else [item]
+    return out
+
+
+def write_grid(path: str, rows) -> None:
+    from ..eval.figures import save_png, tile
+    save_png(path, tile(rows))
+    click.echo(f"wrote {path}")
+
+
+def u8(images: np.ndarray) -> list:
+    from ..engine import to_uint8
+    return list(to_uint8(images))
+
+
+@click.group(name="index")
+def index_group():
+    """Retrieval indexes over s (identity) and mu (everything else)."""
+
+
+@index_group.command(name="build", epilog=DEFAULTS_HELP)
+@engine_options
+@click.option("--images", "folder", default=None, help="Folder of image files (searched recursively).")
+@click.option("--data", "spec", default=None, help="Data spec: sprites, sprites:N, mnist:DIR or an identity folder.")
+@click.option("-o", "--out", default=None, help="Index folder to write.")
+@click.option("--method", type=click.Choice(["flat", "ivf", "hnsw"]), default="flat", show_default=True,
+              help="flat: exact. ivf / hnsw: approximate, tuned to --recall against exact and reported.")
+@click.option("--recall", "target_recall", type=float, default=0.95, show_default=True,
+              help="Target recall@10 for approximate methods.")
+@click.option("--add", is_flag=True, help="Add the images to the existing index at -o instead of replacing it.")
+@verbosity
+@friendly_errors
+def build_cmd(bundle, backend, device, precision, folder, spec, out, method, target_recall, add):
+    """Encode a gallery and index it by s and by mu."""
+    from ..engine.index import CodeIndex, build_index, encode_data, encode_folder
+    if (folder is None) == (spec is None):
+        raise UsageError("give exactly one of --images DIR and --data SPEC")
+    out = out or defaults.index_dir()
+    engine = open_engine(bundle, backend, device, precision)
+    gallery = encode_folder(engine, folder) if folder else encode_data(engine, spec)
+    if add:
+        index = CodeIndex.load(out, engine)
+        if spec and index.meta.get("data_spec") not in (None, spec):
+            raise UsageError(f"{out} holds images of data spec {index.meta['data_spec']!r}; cannot add {spec!r}")
+        index.add_codes(gallery.s, gallery.mu, gallery.paths, gallery.labels)
+        index.meta["data_spec"] = index.meta.get("data_spec") or gallery.data_spec
+        if index.method != "flat":
+            log.info("search effort kept from the build (recall measured on %d codes)",
+                     next(iter(index.meta["tuning"].values()))["gallery"])
+    else:
+        index = build_index(engine, gallery, method=method, target_recall=target_recall)
+    index.save(out)
+    tuning = "".join(f"; {by} {t['param']} {t['value']} recall@{t['k']} {t['recall']:.3f}"
+                     for by, t in index.meta["tuning"].items())
+    click.echo(f"indexed {len(index)} images ({index.method}{tuning}) into {out}")
+
+
+def _gallery_images(index, ids, size, channels) -> list:
+    """uint8 (C, H, W) of gallery entries: files re-read, data-spec entries re-generated."""
+    from ..data import load
+    from ..data.preprocess import image_to_uint8, open_image
+    data = None
+    out = []
+    for i in ids:
+        path = index.paths[i]
+        if os.path.isfile(path):
+            out.append(image_to_uint8(open_image(path), size, channels))
+            continue
+        if data is None and index.meta.get("data_spec"):
+            data = load(index.meta["data_spec"], size, channels)
+        out.append(data.images[i] if data is not None and i < len(data) else None)
+    return out
+
+
+@click.command(name="query", epilog=DEFAULTS_HELP)
+@click.argument("images", nargs=-1, required=True)
+@click.option("--by", type=click.Choice(["specified", "unspecified"]), default="specified", show_default=True,
+              help="specified: same identity (s). unspecified: same pose / style (mu).")
+@click.option("-k", "k", type=int, default=10, show_default=True)
+@click.option("--index", "index_dir", default=None, help="Index folder.")
+@engine_options
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--strip", default=None, help="Also write a PNG: each query followed by its k results.")
+@verbosity
+@friendly_errors
+def query_cmd(images, by, k, index_dir, bundle, backend, device, precision, as_json, strip):
+    """Find the gallery images nearest to each IMAGE by s or by mu."""
+    from ..engine.index import CodeIndex
+    index_dir = index_dir or defaults.index_dir()
+    index = CodeIndex.load(index_dir)
+    recorded = index.meta.get("bundle")
+    fallback = recorded if recorded and os.path.isdir(recorded) else None
+    engine = open_engine(bundle, backend, device, precision, fallback)
+    paths = expand(images)
+    results = index.query(engine, paths, by, k)
+    if as_json:
+        click.echo(json.dumps([{"query": p, "by": by, "hits": [dict(rank=r + 1, **vars(h)) for r, h in enumerate(hits)]}
+                               for p, hits in zip(paths, results)], indent=2))
+    else:
+        for p, hits in zip(paths, results):
+            click.echo(f"{p} (by {by}):")
+            for r, h in enumerate(hits, 1):
+                label = "" if h.label is None else f"  label {h.label}"
+                click.echo(f"  {r:3d}  {h.distance:10.4f}  {h.path}{label}")
+    if strip:
+        rows = [[u8(engine.preprocess(p))[0], None] + _gallery_images(index, [h.id for h in hits],
+                                                                        engine.image_size, engine.channels)
+                for p, hits in zip(paths, results)]
+        write_grid(strip, rows)
+
+
+@click.command(name="swap", epilog=DEFAULTS_HELP)
+@click.option("-s", "--specified", multiple=True, required=True, help="Image (or folder) giving s; repeatable.")
+@click.option("-u", "--unspecified", multiple=True, required=True, help="Image (or folder) giving z; repeatable.")
+@click.option("-o", "--out", default="swap.png", show_default=True)
+@engine_options
+@verbosity
+@friendly_errors
+def swap_cmd(specified, unspecified, out, bundle, backend, device, precision):
+    """Swap grid (the paper's Fig. 2a): top row gives s, left column gives z, cell = Dec(s, mu)."""
+    engine = open_engine(bundle, backend, device, precision)
+    spec, unspec = expand(specified), expand(unspecified)
+    grid = engine.swap(spec, unspec, grid=True)  # (N, M, C, H, W)
+    top, left = u8(engine.preprocess(spec)), u8(engine.preprocess(unspec))
+    write_grid(out, [[None] + top] + [[left[i]] + u8(grid[i]) for i in range(len(unspec))])
+
+
+@click.command(name="sample", epilog=DEFAULTS_HELP)
+@click.argument("images", nargs=-1, required=True)
+@click.option("-n", "n", type=int, default=8, show_default=True, help="Samples per image.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-o", "--out", default="sample.png", show_default=True)
+@engine_options
+@verbosity
+@friendly_errors
+def sample_cmd(images, n, seed, out, bundle, backend, device, precision):
+    """Conditional samples (the paper's Fig. 5): each row keeps an image's s, z ~ N(0, I) per column."""
+    engine = open_engine(bundle, backend, device, precision)
+    paths = expand(images)
+    samples = engine.sample(paths, n, seed)
+    originals = u8(engine.preprocess(paths))
+    write_grid(out, [[originals[i], None] + u8(samples[i]) for i in range(len(paths))])
+
+
+@click.command(name="interpolate", epilog=DEFAULTS_HELP)
+@click.argument("a")
+@click.argument("b")
+@click.option("--steps", type=int, default=8, show_default=True)
+@click.option("-o", "--out", default="interpolate.png", show_default=True)
+@engine_options
+@verbosity
+@friendly_errors
+def interpolate_cmd(a, b, steps, out, bundle, backend, device, precision):
+    """Interpolation grid (the paper's Fig. 2b): s changes along rows, z down columns; A and B at the corners."""
+    engine = open_engine(bundle, backend, device, precision)
+    grid = engine.interpolate(a, b, steps)
+    ia, ib = u8(engine.preprocess(a))[0], u8(engine.preprocess(b))[0]
+    rows = [[ia if i == 0 else None] + u8(grid[i]) + [ib if i == steps - 1 else None] for i in range(steps)]
+    write_grid(out, rows)
+
+
+@click.command(name="serve", epilog=DEFAULTS_HELP)
+@engine_options
+@click.option("--index", "index_dir", default=None, help="Index folder for /query (default: the default index, if present).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (localhost only by default).")
+@click.option("--port", type=int, default=8750, show_default=True)
+@click.option("--max-bytes", type=int, default=8 * 1024 * 1024, show_default=True, help="Request size limit.")
+@verbosity
+@friendly_errors
+def serve_cmd(bundle, backend, device, precision, index_dir, host, port, max_bytes):
+    """A small JSON HTTP service: /health, /encode, /swap, /sample, /query."""
+    from ..engine.index import CodeIndex
+    from ..engine.service import make_server
+    engine = open_engine(bundle, backend, device, precision)
+    index = None
+    if index_dir or os.path.isdir(defaults.index_dir()):
+        index = CodeIndex.load(index_dir or defaults.index_dir(), engine)
+    server = make_server(engine, index, host, port, max_bytes)
+    click.echo(f"serving {engine.bundle_dir} ({engine.backend.describe()}) on http://{host}:{server.server_port}")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+COMMANDS = {"index": index_group, "query": query_cmd, "swap": swap_cmd, "sample": sample_cmd,
+            "interpolate": interpolate_cmd, "serve": serve_cmd}
+
+
+def register(group) -> None:
+    for name, command in COMMANDS.items():
+        group.add_command(command, name=name)

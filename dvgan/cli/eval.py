@@ -1,0 +1,47 @@
+"""dvgan eval: measure how well a run disentangles, and write the report."""
+from __future__ import annotations
+
+import click
+
+from .common import friendly_errors, verbosity
+
+EXAMPLES = """
+\b
+Examples:
+  dvgan eval runs/sprites                       # report in runs/sprites/eval
+  dvgan eval runs/mnist -o reports/mnist
+  dvgan eval runs/sprites runs/sprites-lambda0 -o reports/ablation   # side by side
+  dvgan eval runs/sprites --quick               # reduced sets, under a minute
+"""
+
+
+@click.command(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR [RUN_DIR ...]")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False),
+              help="Report folder (default RUN_DIR/eval; with several runs RUN_DIR/eval/compare of the first).")
+@click.option("--compare", "others", multiple=True, metavar="OTHER_RUN_DIR",
+              help="Another run to evaluate side by side (repeatable); same as listing it after RUN_DIR.")
+@click.option("--seed", default=0, show_default=True, help="Seed for probe splits, subsets, pairs and samples.")
+@click.option("--quick", is_flag=True, help="Reduced but honest subset (the report says so).")
+@verbosity
+@friendly_errors
+def main(run_dirs, out_dir, others, seed, quick):
+    """Evaluate trained runs on their recorded test split: identity probes (the paper's Table 1),
+    retrieval, analogies against the true sprites, and the paper's figures.
+
+    Writes report.json, report.md and PNG figures; with several runs also compare.md / compare.json.
+    """
+    from ..eval import compare, evaluate
+    from ..eval.report import summary_rows
+
+    runs = list(run_dirs) + list(others)
+    if len(runs) == 1:
+        results = {runs[0]: evaluate(runs[0], out_dir, seed=seed, quick=quick)}
+        where = out_dir or f"{runs[0]}/eval"
+    else:
+        results = compare(runs, out_dir, seed=seed, quick=quick)["runs"]
+        where = out_dir or f"{runs[0]}/eval/compare"
+    tables = {name: dict(summary_rows(res)) for name, res in results.items()}
+    for key in next(iter(tables.values())):
+        click.echo(f"{key:<44}" + "  ".join(f"{tables[n].get(key, '-'):>16}" for n in tables))
+    click.echo(f"report: {where}")

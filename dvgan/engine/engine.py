@@ -1,0 +1,164 @@
+"""The Engine: a loaded bundle that answers swap, conditional sampling, interpolation and encoding in batches.
+
+All methods take images in any form ``dvgan.engine.inputs.to_batch`` accepts and return float32 numpy
+arrays; images come back in [-1, 1] as (..., C, H, W) (``to_uint8`` converts). Work is cut into batches
+of at most the bundle's max_batch; every call's result equals the concatenation of one-image calls
+within float tolerance (BatchNorm runs in inference mode, so rows never interact).
+
+Threading: an Engine holds no mutable state after load and no global state at all; any method may be
+called from many threads at once. The backend's own notes (torch_backend, ort_backend, trt_backend)
+say how concurrent calls share the device. Random draws use a generator made from the call's seed.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import NamedTuple
+
+import numpy as np
+
+from ..errors import UsageError
+from . import defaults
+from .backends import choose
+from .inputs import to_batch
+
+log = logging.getLogger(__name__)
+
+
+class Codes(NamedTuple):
+    s: np.ndarray       # (N, s_dim) specified code (identity)
+    mu: np.ndarray      # (N, z_dim) posterior mean of the unspecified code
+    logvar: np.ndarray  # (N, z_dim) log sigma^2 of the unspecified code
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """float images in [-1, 1] -> uint8, same shape."""
+    from ..data.preprocess import float_to_uint8
+    return float_to_uint8(images)
+
+
+class Engine:
+    """Use ``Engine.load(bundle)``; attributes: manifest, bundle_dir, digest, backend, choice."""
+
+    def __init__(self, bundle_dir: str, manifest: dict, digest: str, choice):
+        self.bundle_dir = bundle_dir
+        self.manifest = manifest
+        self.digest = digest                  # sha256 of manifest.json: the bundle's identity
+        self.choice = choice                  # which backend runs, and why better ones were passed over
+        self.backend = choice.backend
+        self.image_size = int(manifest["image_size"])
+        self.channels = int(manifest["channels"])
+        self.s_dim, self.z_dim = int(manifest["s_dim"]), int(manifest["z_dim"])
+        self.max_batch = int(manifest.get("max_batch", 256))
+
+    @classmethod
+    def load(cls, bundle: str | None = None, backend: str = "auto", device: str = "auto", *,
+             precision: str = "auto", threads: int = 0, cuda_graphs: bool = False,
+             verify: bool = True) -> "Engine":
+        """Open a bundle folder (default: dvgan.engine.defaults.bundle_dir()).
+
+        backend: auto | tensorrt | onnxruntime | torch; device: auto | cpu | cuda; precision: auto | fp32 |
+        fp16 | bf16 (bf16: torch only); threads: onnxruntime intra-op threads (0 = one per core);
+        cuda_graphs: torch on cuda only. verify re-checks every file's sha256 against the manifest.
+        """
+        from ..export.manifest import bundle_digest, load_manifest
+        t0 = time.perf_counter()
+        bundle = os.fspath(bundle) if bundle is not None else defaults.bundle_dir()
+        manifest = load_manifest(bundle, verify=verify)
+        choice = choose(bundle, manifest, backend, device, precision, threads, cuda_graphs)
+        engine = cls(bundle, manifest, bundle_digest(bundle), choice)
+        log.info("loaded %s in %.2f s; %s", bundle, time.perf_counter() - t0, choice.report())
+        return engine
+
+    def __repr__(self):
+        return (f"Engine({self.bundle_dir!r}, {self.backend.describe()}, {self.image_size}x{self.image_size}"
+                f"x{self.channels}, s {self.s_dim}, z {self.z_dim})")
+
+    # -- inputs and the two graphs ---------------------------------------------------------------
+
+    def preprocess(self, images) -> np.ndarray:
+        """Any accepted input -> float32 (N, C, H, W) in [-1, 1], exactly as in training."""
+        return to_batch(images, self.image_size, self.channels)
+
+    def _chunks(self, n: int):
+        return [(i, min(i + self.max_batch, n)) for i in range(0, n, self.max_batch)]
+
+    def encode(self, images) -> Codes:
+        """images -> Codes(s (N, s_dim), mu (N, z_dim), logvar (N, z_dim))."""
+        x = self.preprocess(images)
+        if not len(x):
+            return Codes(np.zeros((0, self.s_dim), np.float32), np.zeros((0, self.z_dim), np.float32),
+                         np.zeros((0, self.z_dim), np.float32))
+        parts = [self.backend.encode(x[a:b]) for a, b in self._chunks(len(x))]
+        return Codes(*(np.concatenate([p[i] for p in parts]) for i in range(3)))
+
+    def decode(self, s, z) -> np.ndarray:
+        """s (N, s_dim), z (N, z_dim) -> images float32 (N, C, H, W) in [-1, 1]."""
+        s = np.ascontiguousarray(s, dtype=np.float32)
+        z = np.ascontiguousarray(z, dtype=np.float32)
+        if s.ndim != 2 or s.shape[1] != self.s_dim:
+            raise UsageError(f"s must have shape (N, {self.s_dim}), got {s.shape}")
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise UsageError(f"z must have shape (N, {self.z_dim}), got {z.shape}")
+        if len(s) != len(z):
+            raise UsageError(f"s and z must have the same number of rows, got {len(s)} and {len(z)}")
+        if not len(s):
+            return np.zeros((0, self.channels, self.image_size, self.image_size), np.float32)
+        return np.concatenate([self.backend.decode(s[a:b], z[a:b]) for a, b in self._chunks(len(s))])
+
+    # -- the questions the model answers -----------------------------------------------------------
+
+    def swap(self, specified, unspecified, grid: bool = False) -> np.ndarray:
+        """Dec(s of specified, mu of unspecified).
+
+        Pairwise: M specified and N unspecified images with M == N, or one of them 1 (broadcast)
+        -> (max(M, N), C, H, W). grid=True: every pair -> (N, M, C, H, W), cell [i, j] = Dec(s_j, mu_i),
+        the paper's Fig. 2a (rows keep a z, columns keep an s).
+        """
+        s = self.encode(specified).s
+        mu = self.encode(unspecified).mu
+        m, n = len(s), len(mu)
+        if not m or not n:
+            raise UsageError("swap needs at least one specified and one unspecified image")
+        if grid:
+            out = self.decode(np.tile(s, (n, 1)), np.repeat(mu, m, axis=0))
+            return out.reshape(n, m, *out.shape[1:])
+        if m != n and 1 not in (m, n):
+            raise UsageError(f"swap pairs images one to one or one to many; got {m} specified and "
+                             f"{n} unspecified (use grid=True for every pair)")
+        k = max(m, n)
+        return self.decode(np.repeat(s, k // m, axis=0), np.repeat(mu, k // n, axis=0))
+
+    def sample(self, specified, n: int, seed: int = 0) -> np.ndarray:
+        """Conditional generation: Dec(s of each image, z ~ N(0, I)) -> (M, n, C, H, W).
+
+        The n draws of z come from numpy's default_rng(seed) and are shared by every image, so each
+        column shows one pose across identities and a one-image call equals its row of a batch call.
+        """
+        if int(n) < 1:
+            raise UsageError(f"n must be >= 1, got {n}")
+        s = self.encode(specified).s
+        m = len(s)
+        if not m:
+            raise UsageError("sample needs at least one specified image")
+        z = np.random.default_rng(seed).standard_normal((int(n), self.z_dim), dtype=np.float32)
+        out = self.decode(np.repeat(s, n, axis=0), np.tile(z, (m, 1)))
+        return out.reshape(m, int(n), *out.shape[1:])
+
+    def interpolate(self, a, b, steps: int = 8) -> np.ndarray:
+        """The paper's Fig. 2b: (steps, steps, C, H, W); row i keeps z = lerp(mu_a, mu_b, t_i), column j
+        keeps s = lerp(s_a, s_b, t_j), t = linspace(0, 1, steps). Corners reconstruct a and b."""
+        if int(steps) < 2:
+            raise UsageError(f"steps must be >= 2, got {steps}")
+        ca, cb = self.encode(a), self.encode(b)
+        if len(ca.s) != 1 or len(cb.s) != 1:
+            raise UsageError("interpolate takes exactly one image a and one image b")
+        t = np.linspace(0.0, 1.0, int(steps), dtype=np.float32)[:, None]
+        s = ca.s + t * (cb.s - ca.s)     # (steps, s_dim), one per column
+        z = ca.mu + t * (cb.mu - ca.mu)  # (steps, z_dim), one per row
+        out = self.decode(np.tile(s, (steps, 1)), np.repeat(z, steps, axis=0))
+        return out.reshape(steps, steps, *out.shape[1:])
+
+
+__all__ = ["Engine", "Codes", "to_uint8"]

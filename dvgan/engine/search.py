@@ -1,0 +1,197 @@
+"""Nearest-neighbour search over codes by squared L2 distance: FAISS (CPU or GPU), torch on a GPU,
+and the numpy brute force every fast path is tested against.
+
+    method   structure                                   results
+    flat     faiss IndexFlatL2 (GPU copy when usable)    exact
+    ivf      faiss IndexIVFFlat, nlist ~ sqrt(N)          approximate; nprobe tuned to a target recall
+    hnsw     faiss IndexHNSWFlat, M = 32                  approximate; efSearch tuned to a target recall
+
+Recall@k is measured against exact search on held-out gallery codes: codes the index did not hold
+while it was tuned (build_index adds them afterwards).
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+from ..errors import RuntimeFailure, UsageError
+
+log = logging.getLogger(__name__)
+
+METHODS = ("flat", "ivf", "hnsw")
+HNSW_M = 32
+TORCH_BLOCK = 1 << 28  # distance-matrix elements per torch step (1 GiB of float32)
+
+
+def numpy_topk(gallery: np.ndarray, queries: np.ndarray, k: int, block: int = 256):
+    """Exact brute force: (distances (Q, k) squared L2 ascending, ids (Q, k) int64)."""
+    g = np.asarray(gallery, np.float32)
+    gn = (g.astype(np.float64) ** 2).sum(1)
+    dist_out, id_out = [], []
+    for i in range(0, len(queries), block):
+        q = np.asarray(queries[i:i + block], np.float32)
+        d = (q.astype(np.float64) ** 2).sum(1)[:, None] - 2.0 * (q @ g.T) + gn[None]
+        part = np.argpartition(d, k - 1, axis=1)[:, :k] if k < d.shape[1] else np.tile(np.arange(d.shape[1]), (len(q), 1))
+        pd = np.take_along_axis(d, part, 1)
+        order = np.argsort(pd, axis=1, kind="stable")
+        id_out.append(np.take_along_axis(part, order, 1))
+        dist_out.append(np.maximum(np.take_along_axis(pd, order, 1), 0.0))
+    return np.concatenate(dist_out).astype(np.float32), np.concatenate(id_out).astype(np.int64)
+
+
+def torch_topk(gallery, queries, k: int):
+    """Exact search with a matmul and top-k on gallery's device; gallery is a float32 torch tensor (N, d).
+
+    Returns numpy (distances (Q, k), ids (Q, k)). Queries are processed in blocks that keep the
+    distance matrix under TORCH_BLOCK elements.
+    """
+    import torch
+    q_all = torch.as_tensor(np.asarray(queries, np.float32)).to(gallery.device)
+    gn = (gallery * gallery).sum(1)
+    step = max(1, TORCH_BLOCK // max(1, gallery.shape[0]))
+    dists, ids = [], []
+    with torch.inference_mode():
+        for i in range(0, len(q_all), step):
+            q = q_all[i:i + step]
+            d = (q * q).sum(1, keepdim=True) - 2.0 * (q @ gallery.T) + gn[None]
+            v, j = torch.topk(d, k, dim=1, largest=False, sorted=True)
+            dists.append(v.clamp_min_(0).cpu())
+            ids.append(j.cpu())
+    return torch.cat(dists).numpy(), torch.cat(ids).numpy().astype(np.int64)
+
+
+def faiss_gpu_problem() -> str | None:
+    """None when faiss-gpu imports and an exact search on GPU 0 agrees with the CPU; else why not."""
+    try:
+        import faiss
+    except ImportError:
+        return "faiss is not installed"
+    if not hasattr(faiss, "StandardGpuResources"):
+        return "faiss is the CPU build"
+    try:
+        if faiss.get_num_gpus() < 1:
+            return "faiss sees no GPU"
+        rng = np.random.default_rng(0)
+        g = rng.standard_normal((2048, 64), dtype=np.float32)
+        q = g[:16] + 0.01
+        cpu = faiss.IndexFlatL2(64)
+        cpu.add(g)
+        gpu = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, cpu)
+        _, got = gpu.search(q, 5)
+        _, want = cpu.search(q, 5)
+    except Exception as exc:  # a wheel without kernels for this card fails here with a CUDA error
+        return f"faiss-gpu smoke search failed ({str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__})"
+    if not np.array_equal(got, want):
+        return "faiss-gpu smoke search disagrees with the CPU"
+    return None
+
+
+def torch_cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def new_faiss_index(method: str, dim: int, n_hint: int):
+    """An empty faiss index; ivf picks nlist from the expected gallery size and needs training."""
+    import faiss
+    if method == "flat":
+        return faiss.IndexFlatL2(dim)
+    if method == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, HNSW_M)
+        index.hnsw.efConstruction = 80
+        return index
+    if method == "ivf":
+        nlist = ivf_nlist(n_hint)
+        return faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, nlist)
+    raise UsageError(f"unknown index method {method!r}: choose one of {', '.join(METHODS)}")
+
+
+def ivf_nlist(n: int) -> int:
+    """Inverted lists for n codes: about sqrt(n), with at least 39 training points per list."""
+    return int(max(1, min(round(math.sqrt(n)), n // 39)))
+
+
+def train_if_needed(index, vectors: np.ndarray, seed: int = 0) -> None:
+    if index.is_trained:
+        return
+    nlist = index.nlist
+    if len(vectors) < nlist:
+        raise UsageError(f"an ivf index with {nlist} lists needs at least {nlist} codes to train, got {len(vectors)}")
+    rng = np.random.default_rng(seed)
+    sample = vectors if len(vectors) <= 64 * nlist else vectors[np.sort(rng.choice(len(vectors), 64 * nlist, replace=False))]
+    index.train(np.ascontiguousarray(sample, np.float32))
+
+
+def set_effort(index, value: int) -> None:
+    """nprobe (ivf) or efSearch (hnsw): the knob that trades speed for recall."""
+    import faiss
+    ivf = faiss.try_extract_index_ivf(index) if not isinstance(index, faiss.IndexHNSW) else None
+    if ivf is not None:
+        ivf.nprobe = int(value)
+    elif isinstance(index, faiss.IndexHNSW):
+        index.hnsw.efSearch = int(value)
+
+
+def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray, k: int, self_ids: np.ndarray | None = None) -> float:
+    """Mean fraction of the exact top-k found in the approximate top-k (self matches removed first)."""
+    hits = 0
+    for row, (a, e) in enumerate(zip(approx_ids, exact_ids)):
+        if self_ids is not None:
+            a, e = a[a != self_ids[row]], e[e != self_ids[row]]
+        hits += len(set(a[:k].tolist()) & set(e[:k].tolist()))
+    return hits / (k * len(exact_ids))
+
+
+def tune(index, vectors: np.ndarray, queries: np.ndarray, k: int = 10, target: float = 0.95) -> dict:
+    """Smallest nprobe / efSearch whose recall@k reaches target; sets it on index and reports it.
+
+    vectors: the codes index holds (for the exact answers); queries: codes NOT in the index, drawn
+    like them. (A code of the index as its own query flatters graph indexes, which start next to it.)
+    """
+    import faiss
+    k = min(k, len(vectors))
+    q = np.ascontiguousarray(queries, np.float32)
+    flat = faiss.IndexFlatL2(vectors.shape[1])
+    flat.add(np.ascontiguousarray(vectors, np.float32))
+    _, exact = flat.search(q, k)
+    is_hnsw = isinstance(index, faiss.IndexHNSW)
+    limit = 4096 if is_hnsw else faiss.extract_index_ivf(index).nlist
+
+    def measure(value):
+        set_effort(index, value)
+        _, got = index.search(q, k)
+        return recall_at_k(got, exact, k)
+
+    lo, value = (k - 1 if is_hnsw else 0), (max(16, k) if is_hnsw else 1)
+    recall = measure(value)
+    while recall < target and value < limit:  # double until the target is met ...
+        lo, value = value, min(limit, value * 2)
+        recall = measure(value)
+    while recall >= target and value - lo > 1:  # ... then bisect down to the smallest value that meets it
+        mid = (lo + value) // 2
+        r = measure(mid)
+        if r >= target:
+            value, recall = mid, r
+        else:
+            lo = mid
+    set_effort(index, value)
+    if recall < target:
+        log.warning("index reaches recall@%d %.3f at most, under the target %.2f", k, recall, target)
+    return {"param": "efSearch" if is_hnsw else "nprobe", "value": value, "recall": round(recall, 4),
+            "k": k, "queries": len(q), "target": target}
+
+
+def require_faiss():
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        raise RuntimeFailure("faiss is not installed (pip install faiss-cpu)") from None
+
+
+__all__ = ["METHODS", "numpy_topk", "torch_topk", "faiss_gpu_problem", "torch_cuda_available",
+           "new_faiss_index", "ivf_nlist", "train_if_needed", "set_effort", "recall_at_k", "tune", "require_faiss"]

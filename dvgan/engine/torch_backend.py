@@ -1,0 +1,132 @@
+"""PyTorch backend: the bundle's weights-only model.pt, eager, optionally half precision and CUDA graphs.
+
+Threading: modules are in eval mode and every call runs under torch.inference_mode, so calls share no
+mutable state and may run from many threads at once. On CUDA, eager calls are queued on the calling
+thread's current stream (PyTorch's default stream unless the caller set one). A captured CUDA graph
+owns static input and output buffers, so each graph is replayed under its own lock: concurrent calls
+of the same batch bucket take turns, calls of different buckets do not wait for each other.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+import numpy as np
+
+from ..errors import RuntimeFailure, UsageError
+
+log = logging.getLogger(__name__)
+
+DTYPES = ("fp32", "fp16", "bf16")
+
+
+def _bucket(n: int, cap: int) -> int:
+    """Smallest power of two >= n, at most cap: the batch a CUDA graph is captured for."""
+    b = 1
+    while b < n:
+        b *= 2
+    return min(b, cap)
+
+
+class _GraphedCall:
+    """fn(*tensors) replayed from CUDA graphs captured per power-of-two batch bucket.
+
+    Inputs are padded up to the bucket with zeros; BatchNorm is in eval mode, so padding rows do not
+    change the real rows. Outputs are cloned out of the graph's static buffers before the lock is released.
+    """
+
+    def __init__(self, fn, max_batch: int):
+        self.fn, self.max_batch = fn, max_batch
+        self.graphs: dict[int, tuple] = {}
+        self.capture_lock = threading.Lock()
+
+    def _capture(self, bucket: int, example):
+        import torch
+        static_in = [torch.zeros((bucket, *t.shape[1:]), dtype=t.dtype, device=t.device) for t in example]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):  # warm up kernels and the allocator outside the graph
+                self.fn(*static_in)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = self.fn(*static_in)
+        return graph, static_in, static_out, threading.Lock()
+
+    def __call__(self, *inputs):
+        n = inputs[0].shape[0]
+        bucket = _bucket(n, self.max_batch)
+        entry = self.graphs.get(bucket)
+        if entry is None:
+            with self.capture_lock:
+                entry = self.graphs.get(bucket)
+                if entry is None:
+                    entry = self.graphs[bucket] = self._capture(bucket, inputs)
+        graph, static_in, static_out, lock = entry
+        with lock:
+            for buf, t in zip(static_in, inputs):
+                buf[:n].copy_(t)
+                buf[n:].zero_()
+            graph.replay()
+            outs = static_out if isinstance(static_out, tuple) else (static_out,)
+            return tuple(o[:n].clone() for o in outs)
+
+
+class TorchBackend:
+    """Encoder and decoder of the bundle's model.pt on cpu or cuda. IO: float32 numpy arrays."""
+
+    name = "torch"
+
+    def __init__(self, bundle_dir: str, device: str = "cpu", precision: str = "fp32",
+                 cuda_graphs: bool = False, max_batch: int = 256):
+        import torch
+
+        from ..train.checkpoint import build_models, load_checkpoint
+
+        if precision not in DTYPES:
+            raise UsageError(f"torch backend precision must be one of {', '.join(DTYPES)}, got {precision!r}")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeFailure("torch backend asked for cuda, but PyTorch sees no CUDA GPU")
+        if device == "cpu" and precision == "fp16":
+            raise UsageError("fp16 on the cpu is not supported by the torch backend; use fp32 or bf16")
+        if cuda_graphs and device != "cuda":
+            raise UsageError("CUDA graphs need device cuda")
+        self.device, self.precision, self.cuda_graphs = device, precision, cuda_graphs
+        self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+        state = load_checkpoint(os.path.join(bundle_dir, "model.pt"))
+        self.cfg, enc, dec = build_models(state, device)
+        self.enc, self.dec = enc.to(self.dtype), dec.to(self.dtype)
+        self._enc_call, self._dec_call = self.enc, self.dec
+        if cuda_graphs:
+            self._enc_call = _GraphedCall(self.enc, max_batch)
+            self._dec_call = _GraphedCall(lambda s, z: (self.dec(s, z),), max_batch)
+
+    def describe(self) -> str:
+        extra = ", CUDA graphs" if self.cuda_graphs else ""
+        return f"torch {self.precision} on {self.device}{extra}"
+
+    def _tensor(self, a: np.ndarray):
+        import torch
+        return torch.from_numpy(np.ascontiguousarray(a)).to(self.device, self.dtype, non_blocking=False)
+
+    @staticmethod
+    def _numpy(t) -> np.ndarray:
+        import torch
+        return t.to(torch.float32).cpu().numpy()
+
+    def encode(self, x: np.ndarray):
+        import torch
+        with torch.inference_mode():
+            out = self._enc_call(self._tensor(x))
+            return tuple(self._numpy(t) for t in out)
+
+    def decode(self, s: np.ndarray, z: np.ndarray) -> np.ndarray:
+        import torch
+        with torch.inference_mode():
+            out = self._dec_call(self._tensor(s), self._tensor(z))
+            return self._numpy(out[0] if isinstance(out, tuple) else out)
+
+
+__all__ = ["TorchBackend", "DTYPES"]

@@ -1,0 +1,138 @@
+"""report.json and report.md of an evaluation, and the side-by-side table of several runs."""
+from __future__ import annotations
+
+import json
+import os
+
+from ..train.checkpoint import atomic_write
+
+CODE_NAMES = {"z_mu": "z (mu)", "z_sample": "z (sample)", "s": "s", "pixels": "raw pixels",
+              "cnn": "CNN on the images"}
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}"
+
+
+def _num(v, digits=3) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _table(header, rows) -> list:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
+        ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+
+
+def markdown(result: dict) -> str:
+    """The report as Markdown: tables of every number, the figures inline, the protocol notes."""
+    run, split = result["run"], result["split"]
+    lines = [f"# Evaluation of `{run['dir']}`", "",
+             f"Step {run['step']}, data `{run['spec']}`, lambda (w_gan) = {run.get('w_gan')}; "
+             f"split `{split['kind']}`: {split['n_train']} training images "
+             f"({split['n_train_identities']} identities), {split['n_test']} test images "
+             f"({split['n_test_identities']} identities). Seed {result['seed']}; {result['seconds']:.0f} s.", ""]
+    if result["quick"]:
+        lines += ["**Quick evaluation**: reduced probe, retrieval and analogy sets and probe epochs; "
+                  "use the full evaluation for reported numbers.", ""]
+    lines += ["## Identity probes (the paper's Table 1)", "",
+              "Error rates in %, train / test, chance = 1 - majority-class frequency in the probe's test set. "
+              "A disentangled model has s near the pixel and CNN references (or better) and z near chance.", ""]
+    for protocol, p in result["probes"]["protocols"].items():
+        head = " (headline)" if protocol == result["probes"]["primary"] else ""
+        lines += [f"### Protocol `{protocol}`{head}: {p['n_fit']} codes / {p['n_fit_images']} images to fit, "
+                  f"{p['n_eval']} to test", ""]
+        rows = [[CODE_NAMES[k], _pct(r["train_error"]), _pct(r["test_error"]), _pct(r.get("test_error_std")),
+                 _pct(r["chance_error"])] for k, r in p["results"].items()]
+        repeats = next(iter(p["results"].values())).get("repeats", 1)
+        lines += _table(["probe input", "train error", "test error", f"test std ({repeats} seeds)", "chance error"],
+                        rows) + [""]
+    if "attributes" in result:
+        lines += ["## Identity attributes (sprites)", "",
+                  "Test error in %, each attribute probed from s and from z (mu); z should be at chance.", ""]
+        rows = [[name, _pct(a["s"]["test_error"]), _pct(a["z_mu"]["test_error"]), _pct(a["chance_error"])]
+                for name, a in result["attributes"].items()]
+        lines += _table(["attribute", "from s", "from z (mu)", "chance"], rows) + [""]
+        lines += ["## Unspecified factors regressed (sprites)", "",
+                  "Test R^2 (1 = perfect, 0 = predicting the mean); z should hold the factors, s should not.", ""]
+        rows = [[name, _num(f["z_mu"]["test_r2"]), _num(f["s"]["test_r2"])] for name, f in result["factors"].items()]
+        lines += _table(["factor", "from z (mu)", "from s"], rows) + [""]
+    ret = result["retrieval"]
+    lines += ["## Retrieval", "", f"{ret['n']} test images, {ret['metric']} distance, k = {ret['k']}; "
+              "relevant = same identity. By s it should be high; by z near chance.", ""]
+    rows = [[CODE_NAMES[c], _pct(ret[c]["precision_at_k"]), _pct(ret[c]["map"]), _pct(ret[c]["chance_precision"])]
+            for c in ("s", "z_mu")]
+    lines += _table(["code", f"precision@{ret['k']} %", "mAP %", "chance precision %"], rows) + [""]
+    if "factors" in ret:
+        rows = [[CODE_NAMES[c], _num(f["neighbour_distance"]), _num(f["random_distance"]), _num(f["ratio"])]
+                for c, f in ret["factors"].items()]
+        lines += ["Unspecified-factor distance of the neighbours (normalized by each factor's range; "
+                  "ratio < 1: the code knows the factors).", ""]
+        lines += _table(["code", "neighbour distance", "random pairs", "ratio"], rows) + [""]
+    if result.get("analogies"):
+        lines += ["## Analogies against the truth (sprites)", "",
+                  "Dec(s_a, mu_b) against render(identity of a, factors of b); MSE on [-1, 1] images, "
+                  "PSNR in dB with peak-to-peak 2.0. The model should beat every baseline.", ""]
+        for part, a in result["analogies"].items():
+            label = "unseen (test) identities" if part == "unseen" else "seen (training) identities, fresh renders"
+            rows = [[k.replace("_", " "), _num(a[k]["mse"], 4), _num(a[k]["psnr"], 2)]
+                    for k in ("model", "copy_a", "copy_b", "identity_mean")]
+            lines += [f"### {label}: {a['n_pairs']} pairs", ""] + _table(["", "MSE", "PSNR"], rows) + [""]
+    captions = {"swap": "Swap grid (Fig. 2a): top row gives s, left column gives z (mu); diagonal = reconstructions.",
+                "interpolation": "Interpolation (Fig. 2b): s moves from a to b along columns, z along rows; "
+                                 "a real at top left, b real at bottom right.",
+                "samples": "Conditional samples (Fig. 5): s of the left image, z ~ N(0, I); a column shares its z.",
+                "retrieval_s": "Retrieval by s (Fig. 4a): query, lane, nearest neighbours.",
+                "retrieval_z": "Retrieval by z (mu) (Fig. 4b): query, lane, nearest neighbours."}
+    lines += ["## Figures", ""]
+    for name, path in result["figures"].items():
+        lines += [f"{captions.get(name, name)}", "", f"![{name}]({path})", ""]
+    lines += ["## Protocol", ""] + [f"- {n}" for n in result.get("notes", [])]
+    lines += ["", "Timings (s): " + ", ".join(f"{k} {v}" for k, v in result.get("timings", {}).items()), ""]
+    return "\n".join(lines)
+
+
+def _write_text(path: str, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def write_report(result: dict, out_dir: str) -> None:
+    """Write report.json (every number) and report.md (tables and figures) into out_dir, atomically."""
+    _write_text(os.path.join(out_dir, "report.json"), json.dumps(result, indent=1))
+    _write_text(os.path.join(out_dir, "report.md"), markdown(result))
+
+
+def summary_rows(result: dict) -> list:
+    """(name, value) rows of the headline numbers of one run, for tables across runs."""
+    p = result["probes"]["protocols"][result["probes"]["primary"]]
+    r = p["results"]
+    rows = [("lambda (w_gan)", str(result["run"].get("w_gan"))), ("step", str(result["run"]["step"])),
+            ("probe protocol", result["probes"]["primary"]),
+            ("s test error %", _pct(r["s"]["test_error"])), ("z (mu) test error %", _pct(r["z_mu"]["test_error"])),
+            ("z (sample) test error %", _pct(r["z_sample"]["test_error"])),
+            ("raw pixels test error %", _pct(r["pixels"]["test_error"])),
+            ("CNN test error %", _pct(r["cnn"]["test_error"])), ("chance error %", _pct(p["chance_error"])),
+            ("precision@10 by s %", _pct(result["retrieval"]["s"]["precision_at_k"])),
+            ("mAP by s %", _pct(result["retrieval"]["s"]["map"])),
+            ("precision@10 by z %", _pct(result["retrieval"]["z_mu"]["precision_at_k"]))]
+    if "factors" in result["retrieval"]:
+        rows.append(("z-neighbour factor distance ratio", _num(result["retrieval"]["factors"]["z_mu"]["ratio"])))
+    for part, a in (result.get("analogies") or {}).items():
+        rows.append((f"analogy PSNR, {part} (model / best baseline)",
+                     f"{a['model']['psnr']:.2f} / "
+                     f"{max(a[k]['psnr'] for k in ('copy_a', 'copy_b', 'identity_mean')):.2f}"))
+    return rows
+
+
+def write_comparison(combined: dict, out_dir: str) -> None:
+    """compare.json and compare.md: the headline numbers of several runs side by side."""
+    runs = combined["runs"]
+    per_run = {name: dict(summary_rows(res)) for name, res in runs.items()}
+    keys = list(dict.fromkeys(k for rows in per_run.values() for k in rows))
+    lines = ["# Runs side by side", "", "Each run's full report: " +
+             ", ".join(f"[{n}]({n}/report.md)" for n in runs), ""]
+    if any(res["quick"] for res in runs.values()):
+        lines += ["**Quick evaluation** (reduced sets).", ""]
+    lines += _table([""] + list(runs), [[k] + [per_run[n].get(k, "-") for n in runs] for k in keys]) + [""]
+    os.makedirs(out_dir, exist_ok=True)
+    _write_text(os.path.join(out_dir, "compare.json"), json.dumps(combined, indent=1))
+    _write_text(os.path.join(out_dir, "compare.md"), "\n".join(lines))

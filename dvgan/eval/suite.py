@@ -1,0 +1,302 @@
+"""evaluate(): every measurement of one trained run, on the test split that its training recorded.
+
+Sections of the result (all errors are fractions in [0, 1]):
+  probes      the paper's Table 1: identity probed from s, z (mu), z (a sample), raw pixels, and a
+              CNN trained on the images; train / test / chance error, per probe protocol
+  attributes  (sprites) each identity attribute probed from s and from z (mu)
+  factors     (sprites) each unspecified factor regressed from z (mu) and from s, R^2
+  retrieval   precision@10 and mAP of same-identity neighbours by s and by z (mu); on sprites the
+              factor distance of z- and s-neighbours against random pairs
+  analogies   (sprites) Dec(s_a, mu_b) against render(id_a, factors_b), with baselines
+  figures     swap grid, interpolation grid, conditional samples, retrieval strips (PNG names)
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+import numpy as np
+import torch
+
+from .. import data as data_mod
+from ..data import sprites
+from ..errors import InputError, UsageError
+from ..train.checkpoint import build_models, load_checkpoint
+from . import analogies, figures, probes, retrieval
+from .report import write_comparison, write_report
+
+log = logging.getLogger(__name__)
+
+# Sizes of the full and the quick evaluation. Larger sets are subsampled, stratified and seeded,
+# and the sizes used are recorded in the report.
+FULL = {"probe_fit": 8000, "probe_eval": 4000, "pixel_fit": 8000, "cnn_epochs": 6, "max_epochs": probes.MAX_EPOCHS,
+        "repeats": 3, "retrieval": 3000, "pairs": 300}
+QUICK = {"probe_fit": 1200, "probe_eval": 600, "pixel_fit": 1200, "cnn_epochs": 2, "max_epochs": 40,
+         "repeats": 1, "retrieval": 800, "pairs": 100}
+FIGURE_IDS = 10     # identities in the swap and sample figures
+STRIP_QUERIES = 6   # queries in each retrieval strip figure
+K = 10              # neighbours for precision@k and the strips
+NOTES = [
+    "Probes: MLP with one hidden layer of 256 ReLU units (torch, Adam 1e-3, minibatch 64) on standardized "
+    "features; early stopping on a stratified 10% validation part of the probe's training data (patience 10 "
+    "epochs, best epoch kept). Factors are regressed by one MLP per code with one output per factor. "
+    "Chance error = 1 - frequency of the majority class in the probe's test set. Identity-probe errors are "
+    "means over several probe seeds (3 in the full evaluation, 1 in the quick one), their spread beside.",
+    "Probe protocol 'train-test': trained on the codes of the run's training images, tested on the codes "
+    "of its test images (the paper's train / test error). 'test-split': the run's test images alone, "
+    "split per identity into probe-train (75%) and probe-test (25%); the only possible protocol when the "
+    "test identities were never seen in training.",
+    "z (mu) probes the posterior mean; z (sample) probes one draw z = mu + sigma * eps per image (seeded).",
+    "Image classifier reference: two 3x3 stride-2 convs (16, 32) + FC 128, Adam 1e-3, best epoch on a "
+    "10% validation part, trained and tested on the same images as the probes.",
+    "Retrieval: Euclidean (L2) distance on the codes, every item queries all other items of the (subsampled) test split; "
+    "relevant = same identity. Factor distance = mean |f_i - f_j| / factor range (random pairs ~ 1/3).",
+    "Analogies: Dec(s_a, mu_b) against the true render(identity a, factors b); MSE on [-1, 1] images, "
+    "PSNR = 10 log10(2^2 / MSE) per pair (peak-to-peak 2.0), averaged; exact matches capped at 100 dB.",
+]
+
+
+def load_run(run_dir: str) -> dict:
+    """The run's checkpoint, models (eval mode, CPU), data set and recorded split."""
+    if not os.path.isdir(run_dir):
+        raise UsageError(f"{run_dir}: no such run folder")
+    for name in ("checkpoint.pt", "split.json"):
+        if not os.path.isfile(os.path.join(run_dir, name)):
+            raise UsageError(f"{run_dir}: not a dvgan run folder (no {name})")
+    state = load_checkpoint(run_dir)
+    cfg, enc, dec = build_models(state)
+    try:
+        with open(os.path.join(run_dir, "split.json")) as f:
+            split = json.load(f)
+        info = state["data"]
+        spec = info["spec"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{run_dir}: unreadable split.json or checkpoint data record ({exc})") from None
+    data = data_mod.load(spec, cfg.image_size, cfg.channels, seed=info.get("seed") or 0)
+    for part in ("train", "test"):
+        idx = split.get(part, [])
+        if any(not 0 <= i < len(data) for i in idx) or \
+                [data.sources[i] for i in idx] != split.get("sources", {}).get(part, [data.sources[i] for i in idx]):
+            raise InputError(f"{run_dir}: the data of {spec} no longer matches the split the run recorded")
+    if not split.get("test"):
+        raise InputError(f"{run_dir}: the run's test split is empty; nothing to evaluate on")
+    return {"state": state, "cfg": cfg, "encoder": enc, "decoder": dec, "data": data, "split": split}
+
+
+@torch.no_grad()
+def encode(encoder, images: np.ndarray, seed: int = 0, batch: int = 512) -> dict:
+    """Codes of float images (N, C, H, W): {"s", "z_mu", "z_sample"} float32 arrays, z_sample seeded."""
+    gen = torch.Generator().manual_seed(seed)
+    parts = {"s": [], "z_mu": [], "z_sample": []}
+    for i in range(0, len(images), batch):
+        s, mu, logvar = encoder(torch.from_numpy(images[i:i + batch]))
+        parts["s"].append(s.numpy())
+        parts["z_mu"].append(mu.numpy())
+        eps = torch.randn(mu.shape, generator=gen)
+        parts["z_sample"].append((mu + torch.exp(0.5 * logvar) * eps).numpy())
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+class _Features:
+    """Codes and pixels of dataset items, encoded once for every row any probe needs."""
+
+    def __init__(self, run: dict, items: np.ndarray, seed: int):
+        self.data = run["data"]
+        self.items = np.unique(items)
+        self.codes = encode(run["encoder"], self.data.float_images(self.items), seed)
+
+    def __call__(self, name: str, items) -> np.ndarray:
+        if name == "pixels":
+            return self.data.float_images(np.asarray(items)).reshape(len(items), -1)
+        if name == "images":
+            return self.data.float_images(np.asarray(items))
+        return self.codes[name][np.searchsorted(self.items, items)]
+
+
+def _probe_sets(split: dict, labels: np.ndarray, sizes: dict, seed: int) -> dict:
+    """Per protocol: (fit items, eval items, pixel-probe fit items) as dataset indices."""
+    train, test = np.asarray(split["train"], np.int64), np.asarray(split["test"], np.int64)
+    pool = np.concatenate([train, test])
+    sets = {}
+    for protocol in probes.protocols_for(split.get("kind", "identity")):
+        if protocol == "train-test" and not len(train):
+            continue
+        fit, held = probes.probe_split(protocol, len(train), labels[test], seed)
+        fit_items, held_items = pool[fit], pool[held]
+        sets[protocol] = (probes.subsample(fit_items, labels, sizes["probe_fit"], seed),
+                          probes.subsample(held_items, labels, sizes["probe_eval"], seed),
+                          probes.subsample(fit_items, labels, sizes["pixel_fit"], seed))
+    return sets
+
+
+def _repeated(fit, seed: int, repeats: int) -> dict:
+    """Mean train and test error of fit(seed) over ``repeats`` seeds, with the test errors' spread."""
+    runs = [fit(seed + i) for i in range(repeats)]
+    out = {k: float(np.mean([r[k] for r in runs])) for k in ("train_error", "test_error")}
+    return {**out, "test_error_std": float(np.std([r["test_error"] for r in runs])),
+            "chance_error": runs[0]["chance_error"], "repeats": repeats, "epochs": [r["epochs"] for r in runs]}
+
+
+def _identity_probes(feat: _Features, labels, sets: dict, sizes: dict, seed: int) -> dict:
+    out = {}
+    n = sizes["repeats"]
+    for protocol, (fit, held, pix_fit) in sets.items():
+        t = time.perf_counter()
+        res = {}
+        for name, rows in (("s", fit), ("z_mu", fit), ("z_sample", fit), ("pixels", pix_fit)):
+            x_fit, x_eval = feat(name, rows), feat(name, held)
+            res[name] = _repeated(lambda sd: probes.classify(x_fit, labels[rows], x_eval, labels[held], seed=sd,
+                                                             max_epochs=sizes["max_epochs"]), seed, n)
+        x_fit, x_eval = feat("images", pix_fit), feat("images", held)
+        res["cnn"] = _repeated(lambda sd: probes.cnn_classify(x_fit, labels[pix_fit], x_eval, labels[held], seed=sd,
+                                                              epochs=sizes["cnn_epochs"]), seed, n)
+        out[protocol] = {"n_fit": int(len(fit)), "n_fit_images": int(len(pix_fit)), "n_eval": int(len(held)),
+                         "chance_error": probes.chance_error(labels[held]), "results": res}
+        log.info("identity probes (%s, %d fit / %d test) in %.1f s", protocol, len(fit), len(held),
+                 time.perf_counter() - t)
+    return out
+
+
+def _sprite_probes(feat: _Features, data, fit, held, sizes: dict, seed: int) -> tuple:
+    """(attribute probes, factor regressions) on the headline protocol's items."""
+    attributes = {}
+    for a, name in enumerate(data.meta.get("attribute_names", sprites.ATTRIBUTES)):
+        y = data.attributes[:, a]
+        attributes[name] = {"chance_error": probes.chance_error(y[held]), **{
+            code: probes.classify(feat(code, fit), y[fit], feat(code, held), y[held], seed=seed,
+                                  max_epochs=sizes["max_epochs"]) for code in ("s", "z_mu")}}
+    # One regressor per code with an output per factor; R^2 reported per factor.
+    fits = {code: probes.regress(feat(code, fit), data.factors[fit], feat(code, held), data.factors[held],
+                                 seed=seed, max_epochs=sizes["max_epochs"]) for code in ("z_mu", "s")}
+    factors = {name: {code: {"train_r2": r["train_r2"][f], "test_r2": r["test_r2"][f], "epochs": r["epochs"]}
+                      for code, r in fits.items()}
+               for f, name in enumerate(data.meta.get("factor_names", sprites.FACTORS))}
+    return attributes, factors
+
+
+def _retrieval(feat: _Features, data, items, k: int, seed: int) -> dict:
+    labels = data.labels[items]
+    out = {"n": int(len(items)), "k": k, "metric": "L2",
+           "s": retrieval.identity_retrieval(feat("s", items), labels, k),
+           "z_mu": retrieval.identity_retrieval(feat("z_mu", items), labels, k)}
+    if data.factors is not None:
+        out["factors"] = {code: retrieval.factor_retrieval(feat(code, items), data.factors[items],
+                                                           sprites.FACTOR_RANGES, k, seed)
+                          for code in ("z_mu", "s")}
+    return out
+
+
+def _figures(run: dict, feat: _Features, items_ret: np.ndarray, out_dir: str, seed: int) -> dict:
+    data, enc, dec = run["data"], run["encoder"], run["decoder"]
+    test = np.asarray(run["split"]["test"], np.int64)
+    rng = np.random.default_rng(seed)
+    ids = rng.permutation(np.unique(data.labels[test]))[:FIGURE_IDS]
+    picks = np.array([rng.choice(test[data.labels[test] == i]) for i in ids])
+    x = torch.from_numpy(data.float_images(picks))
+    grids = {"swap": figures.swap_grid(enc, dec, x, x),
+             "samples": figures.sample_grid(enc, dec, x[:8], 8, seed)}
+    if len(x) >= 2:
+        grids["interpolation"] = figures.interpolation_grid(enc, dec, x[:1], x[1:2], 8)
+    ret_labels = data.labels[items_ret]
+    first = {}
+    for j in rng.permutation(len(items_ret)):  # one query per identity
+        first.setdefault(int(ret_labels[j]), int(j))
+        if len(first) == STRIP_QUERIES:
+            break
+    queries = np.array(sorted(first.values()))
+    images = data.images[items_ret]
+    for code in ("s", "z_mu"):
+        nb = retrieval.neighbours(feat(code, items_ret), K)[queries]
+        grids[f"retrieval_{code.split('_')[0]}"] = figures.retrieval_strips(images, queries, nb)
+    names = {}
+    for name, grid in grids.items():
+        names[name] = f"{name}.png"
+        figures.save_png(os.path.join(out_dir, names[name]), grid)
+    return names
+
+
+def evaluate(run_dir: str, out_dir: str | None = None, *, seed: int = 0, quick: bool = False) -> dict:
+    """Evaluate a trained run and write report.json, report.md and the figures into out_dir
+    (default RUN_DIR/eval). Returns the report as a dict (see the module docstring).
+
+    quick: smaller probe, retrieval and analogy sets and fewer probe epochs (the report says so);
+    the full evaluation takes minutes on 2 CPU cores, the quick one well under a minute on sprites.
+    """
+    t0 = time.perf_counter()
+    sizes = QUICK if quick else FULL
+    run = load_run(run_dir)
+    timings = {"load": time.perf_counter() - t0}
+    out_dir = out_dir or os.path.join(run_dir, "eval")
+    os.makedirs(out_dir, exist_ok=True)
+    data, split, cfg = run["data"], run["split"], run["cfg"]
+    test = np.asarray(split["test"], np.int64)
+    labels = data.labels
+
+    sets = _probe_sets(split, labels, sizes, seed)
+    ret_items = probes.subsample(test, labels, sizes["retrieval"], seed)
+    needed = np.concatenate([np.concatenate(s[:2]) for s in sets.values()] + [ret_items])
+    t = time.perf_counter()
+    feat = _Features(run, needed, seed)
+    timings["encode"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    identity = _identity_probes(feat, labels, sets, sizes, seed)
+    timings["identity_probes"] = time.perf_counter() - t
+    primary = next(iter(sets))
+    result = {
+        "run": {"dir": os.path.abspath(run_dir), "step": int(run["state"].get("step", 0)),
+                "spec": data.spec, "model": run["state"]["model_config"],
+                "w_gan": (run["state"].get("train_config") or {}).get("w_gan")},
+        "quick": quick, "seed": seed,
+        "split": {"kind": split.get("kind"), "n_train": len(split.get("train", [])), "n_test": len(test),
+                  "n_train_identities": len(split.get("train_identities", [])),
+                  "n_test_identities": len(np.unique(labels[test]))},
+        "sizes": sizes,
+        "probes": {"primary": primary, "protocols": identity},
+    }
+    if data.factors is not None and data.attributes is not None:
+        t = time.perf_counter()
+        fit, held, _ = sets[primary]
+        result["attributes"], result["factors"] = _sprite_probes(feat, data, fit, held, sizes, seed)
+        timings["sprite_probes"] = time.perf_counter() - t
+    t = time.perf_counter()
+    result["retrieval"] = _retrieval(feat, data, ret_items, K, seed)
+    timings["retrieval"] = time.perf_counter() - t
+    if data.spec.split(":", 1)[0] == "sprites" and data.factors is not None:
+        t = time.perf_counter()
+        swap = analogies.model_swap(run["encoder"], run["decoder"])
+        result["analogies"] = analogies.sprite_analogies(swap, data, split, cfg.image_size, cfg.channels,
+                                                         sizes["pairs"], seed)
+        timings["analogies"] = time.perf_counter() - t
+    t = time.perf_counter()
+    result["figures"] = _figures(run, feat, ret_items, out_dir, seed)
+    timings["figures"] = time.perf_counter() - t
+    result["notes"] = NOTES
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    result["timings"] = {k: round(v, 2) for k, v in timings.items()}
+    write_report(result, out_dir)
+    log.info("evaluated %s in %.1f s; report in %s", run_dir, result["seconds"], out_dir)
+    return result
+
+
+def compare(run_dirs, out_dir: str | None = None, *, seed: int = 0, quick: bool = False) -> dict:
+    """Evaluate several runs (e.g. the full model and its lambda = 0 ablation) and write one combined
+    table, compare.md / compare.json, into out_dir (default: the first run's eval folder).
+
+    Each run's own report goes to OUT_DIR/<run folder name> (numbered if names repeat).
+    """
+    if len(run_dirs) < 2:
+        raise UsageError("comparing needs at least two run folders")
+    out_dir = out_dir or os.path.join(run_dirs[0], "eval", "compare")
+    names, results = [], []
+    for i, run_dir in enumerate(run_dirs):
+        name = os.path.basename(os.path.normpath(run_dir)) or f"run{i}"
+        if name in names:
+            name = f"{name}-{i}"
+        names.append(name)
+        results.append(evaluate(run_dir, os.path.join(out_dir, name), seed=seed, quick=quick))
+    combined = {"runs": dict(zip(names, results))}
+    write_comparison(combined, out_dir)
+    return combined

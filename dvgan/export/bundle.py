@@ -1,0 +1,184 @@
+"""export_bundle: a checkpoint in, a verified bundle folder out, written atomically.
+
+The bundle is built in a temporary sibling folder and renamed into place only once every graph
+has passed its checks; a failed export (verification, a missing TensorRT, a full disk) leaves
+whatever was at the destination before untouched.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+
+import torch
+
+from .. import __version__
+from ..errors import UsageError
+from ..data.preprocess import RESIZE
+from ..train.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from ..train.checkpoint import FORMAT_VERSION as CHECKPOINT_FORMAT_VERSION
+from ..train.checkpoint import build_models, load_checkpoint
+from . import fp16 as fp16_mod
+from . import onnx as onnx_mod
+from .manifest import (MANIFEST, base_manifest, file_entry, onnx_metadata, sha256_file, write_manifest)
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH_LIMIT = 1 << 16
+TRT_PRECISIONS = ("fp16", "fp32")
+
+
+def default_out_dir(source: str) -> str:
+    """RUN_DIR/bundle for a run folder, or a 'bundle' folder beside a checkpoint file."""
+    source = os.path.abspath(source)
+    return os.path.join(source if os.path.isdir(source) else os.path.dirname(source), "bundle")
+
+
+def _check_destination(out_dir: str) -> None:
+    """Refuse to replace anything but an earlier bundle (or an empty folder)."""
+    if os.path.islink(out_dir) or (os.path.exists(out_dir) and not os.path.isdir(out_dir)):
+        raise UsageError(f"{out_dir}: exists and is not a folder; choose another -o")
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not os.path.isfile(os.path.join(out_dir, MANIFEST)):
+        raise UsageError(f"{out_dir}: folder exists and is not a dvgan bundle; refusing to replace it")
+
+
+def _replace_folder(tmp: str, out_dir: str) -> None:
+    """Move the finished tmp folder to out_dir; an earlier bundle there is swapped out, then removed."""
+    old = None
+    if os.path.isdir(out_dir):
+        old = tempfile.mkdtemp(dir=os.path.dirname(out_dir), prefix="." + os.path.basename(out_dir) + ".old-")
+        os.rmdir(old)
+        os.rename(out_dir, old)
+    try:
+        os.rename(tmp, out_dir)
+    except BaseException:
+        if old is not None:
+            os.rename(old, out_dir)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _weights_copy(state: dict) -> dict:
+    """What the PyTorch backend needs, in the checkpoint format; no optimizer or RNG state."""
+    return {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_FORMAT_VERSION,
+            "model_config": dict(state["model_config"]), "encoder": state["encoder"], "decoder": state["decoder"],
+            "step": int(state.get("step", 0)), "data": dict(state.get("data") or {}),
+            "dvgan_version": __version__, "torch_version": str(torch.__version__)}
+
+
+def _checkpoint_path(source: str) -> str:
+    return os.path.join(source, "checkpoint.pt") if os.path.isdir(source) else source
+
+
+def _validate(source: str, trt, opset: int, max_batch: int) -> None:
+    if not os.path.exists(source):
+        raise UsageError(f"{source}: no such run folder or checkpoint")
+    if trt is not None and trt not in TRT_PRECISIONS:
+        raise UsageError(f"--trt {trt!r} is not supported: use one of {', '.join(TRT_PRECISIONS)}")
+    onnx_mod.check_opset(opset)
+    if not 1 <= int(max_batch) <= MAX_BATCH_LIMIT:
+        raise UsageError(f"--max-batch must be in 1..{MAX_BATCH_LIMIT}, got {max_batch}")
+
+
+def export_bundle(source: str, out_dir: str | None = None, *, fp16: bool = False, trt: str | None = None,
+                  opset: int = 18, max_batch: int = 256, verify: bool = True,
+                  timing_cache: str | None = None) -> str:
+    """Export RUN_DIR or a checkpoint file to a bundle folder; returns the bundle's path.
+
+    Writes encoder.onnx, decoder.onnx, model.pt and manifest.json; with fp16 (or trt="fp16") also
+    encoder.fp16.onnx and decoder.fp16.onnx; with trt ("fp16" or "fp32") TensorRT plans and their
+    sidecars. verify runs ONNX Runtime against PyTorch (and fp16 against fp32, plans against ONNX
+    Runtime) and raises RuntimeFailure on any error out of bounds. timing_cache is the TensorRT
+    timing cache file (default: one per TensorRT version and GPU in the user's cache folder).
+    """
+    source = os.fspath(source)
+    _validate(source, trt, opset, max_batch)
+    trt_mod = None
+    if trt is not None:
+        from .tensorrt import require_tensorrt
+        trt_mod = require_tensorrt()  # before any work: say at once what is missing
+    fp16 = fp16 or trt == "fp16"
+    out_dir = os.path.abspath(out_dir or default_out_dir(source))
+    _check_destination(out_dir)
+    state = load_checkpoint(source)
+    cfg, encoder, decoder = build_models(state)
+    started = time.perf_counter()
+
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(out_dir) + ".tmp-")
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a bundle is meant to be shared
+    try:
+        manifest = base_manifest(state["model_config"], opset=opset, max_batch=max_batch, resize=RESIZE,
+                                 source={"step": int(state.get("step", 0)), "data": dict(state.get("data") or {}),
+                                         "checkpoint_sha256": sha256_file(_checkpoint_path(source))})
+        graphs = {"encoder": onnx_mod.export_encoder(encoder, cfg, opset),
+                  "decoder": onnx_mod.export_decoder(decoder, cfg, opset)}
+        variants = {"fp32": graphs}
+        if fp16:
+            variants["fp16"] = {role: fp16_mod.to_fp16(g) for role, g in graphs.items()}
+        files, blobs = {}, {}
+        for precision, models in variants.items():
+            for role, model in models.items():
+                name = f"{role}.onnx" if precision == "fp32" else f"{role}.{precision}.onnx"
+                onnx_mod.set_metadata(model, onnx_metadata(manifest, role=role, precision=precision))
+                onnx_mod.check_model(model, name)
+                blobs.setdefault(precision, {})[role] = onnx_mod.serialize(model, name)
+                with open(os.path.join(tmp, name), "wb") as f:
+                    f.write(blobs[precision][role])
+                files[name] = (role, "onnx", precision)
+        verification = {}
+        if verify:
+            verification["fp32"] = onnx_mod.verify_fp32(blobs["fp32"]["encoder"], blobs["fp32"]["decoder"],
+                                                         encoder, decoder, cfg)
+            if fp16:
+                verification["fp16"] = fp16_mod.verify_fp16(blobs["fp32"], blobs["fp16"], cfg)
+        torch.save(_weights_copy(state), os.path.join(tmp, "model.pt"))
+        files["model.pt"] = ("weights", "torch", "fp32")
+        if trt_mod is not None:
+            verification["tensorrt"] = _build_plans(trt_mod, tmp, trt, cfg, manifest, blobs, max_batch,
+                                                    verify, timing_cache, files)
+        manifest["files"] = {name: file_entry(tmp, name, role=role, kind=kind, precision=precision)
+                             for name, (role, kind, precision) in sorted(files.items())}
+        manifest["verification"] = verification or None
+        write_manifest(tmp, manifest)
+        _replace_folder(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("exported %s in %.1f s", out_dir, time.perf_counter() - started)
+    return out_dir
+
+
+def _build_plans(trt, folder: str, precision: str, cfg, manifest: dict, blobs: dict, max_batch: int,
+                 verify: bool, timing_cache: str | None, files: dict) -> dict | None:
+    """TensorRT plans and sidecars for both graphs in folder; returns their verification or None."""
+    from . import tensorrt as trt_build
+    gpu = trt_build.gpu_info()
+    cache = timing_cache or trt_build.default_timing_cache(trt.__version__, gpu)
+    plans = {}
+    for role in ("encoder", "decoder"):
+        onnx_name = f"{role}.onnx" if precision == "fp32" else f"{role}.{precision}.onnx"
+        plan_path = os.path.join(folder, f"{role}.plan")
+        inputs = {name: shape[1:] for name, shape in manifest["io"][role]["inputs"].items()}
+        sidecar = trt_build.build_plan(trt, os.path.join(folder, onnx_name), plan_path, role=role,
+                                       precision=precision, inputs=inputs, max_batch=max_batch,
+                                       timing_cache=cache)
+        sidecar["onnx_sha256"] = sha256_file(os.path.join(folder, onnx_name))
+        trt_build.write_sidecar(plan_path, sidecar)
+        files[f"{role}.plan"] = (role, "plan", precision)
+        files[f"{role}.plan.json"] = (role, "json", None)
+        with open(plan_path, "rb") as f:
+            plans[role] = f.read()
+    if not verify:
+        return None
+    images = onnx_mod.sample_inputs(cfg)
+    enc_ref = onnx_mod.run(onnx_mod.session(blobs["fp32"]["encoder"]), {"image": images})
+    dec_in = onnx_mod.decoder_inputs(enc_ref)
+    dec_ref = onnx_mod.run(onnx_mod.session(blobs["fp32"]["decoder"]), dec_in)
+    reference = {"encoder": ({"image": images}, enc_ref), "decoder": (dec_in, dec_ref)}
+    return trt_build.verify_plans(trt, plans, reference, precision, max_batch)
+

@@ -1,0 +1,295 @@
+"""Evaluation: every metric on synthetic codes whose answer is known, the figures' grid sizes, and
+one quick end-to-end report (and side-by-side table) on two tiny sprites runs."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from dvgan import data as data_mod
+from dvgan.cli.main import cli
+from dvgan.config import ModelConfig, TrainConfig
+from dvgan.data import sprites
+from dvgan.data.preprocess import float_to_uint8
+from dvgan.eval import analogies, figures, probes, retrieval
+from dvgan.model import Decoder, Encoder
+
+
+def balanced(n_classes, per_class):
+    return np.repeat(np.arange(n_classes), per_class)
+
+
+# -- probes -------------------------------------------------------------------------------------
+
+def test_probe_split_train_test_uses_the_run_split():
+    fit, held = probes.probe_split("train-test", 5, np.array([0, 1, 1]))
+    assert fit.tolist() == [0, 1, 2, 3, 4] and held.tolist() == [5, 6, 7]
+
+
+def test_probe_split_test_split_is_stratified_disjoint_and_seeded():
+    labels = np.array([0] * 8 + [1] * 4 + [2] * 1 + [3] * 2)
+    fit, held = probes.probe_split("test-split", 10, labels, seed=3)
+    assert set(fit).isdisjoint(held) and sorted(np.concatenate([fit, held]) - 10) == list(range(len(labels)))
+    assert np.bincount(labels[held - 10], minlength=4).tolist() == [2, 1, 0, 1]  # 25% per label, >= 1 if possible
+    assert 12 + 10 in fit  # a label with one image only trains the probe
+    again = probes.probe_split("test-split", 10, labels, seed=3)
+    other = probes.probe_split("test-split", 10, labels, seed=4)
+    assert np.array_equal(again[1], held) and not np.array_equal(other[1], held)
+    with pytest.raises(ValueError):
+        probes.probe_split("other", 0, labels)
+
+
+def test_protocols_follow_the_split_kind():
+    assert probes.protocols_for("identity") == ["test-split"]
+    assert probes.protocols_for("fixed") == probes.protocols_for("within") == ["train-test", "test-split"]
+
+
+def test_chance_error_is_one_minus_majority_frequency():
+    assert probes.chance_error([0, 0, 0, 1]) == pytest.approx(0.25)
+    assert probes.chance_error(balanced(10, 3)) == pytest.approx(0.9)
+
+
+def test_subsample_is_stratified_and_deterministic():
+    labels = balanced(4, 50)
+    rows = np.arange(200)
+    pick = probes.subsample(rows, labels, 40, seed=1)
+    assert len(pick) == 40 and np.bincount(labels[pick]).tolist() == [10, 10, 10, 10]
+    assert np.array_equal(pick, probes.subsample(rows, labels, 40, seed=1))
+    assert np.array_equal(probes.subsample(rows, labels, None, seed=1), rows)
+
+
+def test_one_hot_codes_give_zero_error():
+    rng = np.random.default_rng(0)
+    y = rng.permutation(balanced(10, 40))
+    codes = np.eye(10)[y] + 0.01 * rng.standard_normal((len(y), 10))
+    r = probes.classify(codes[:300], y[:300], codes[300:], y[300:], seed=0)
+    assert r["train_error"] == 0.0 and r["test_error"] == 0.0
+    assert r["chance_error"] == pytest.approx(probes.chance_error(y[300:]))
+
+
+def test_random_codes_give_chance():
+    rng = np.random.default_rng(1)
+    y = rng.choice(4, 800, p=[0.55, 0.15, 0.15, 0.15])
+    codes = rng.standard_normal((800, 16))
+    r = probes.classify(codes[:600], y[:600], codes[600:], y[600:], seed=0)
+    assert r["test_error"] >= r["chance_error"] - 0.06
+    assert 0.3 < r["chance_error"] < 0.6
+
+
+def test_regression_probe_r2():
+    rng = np.random.default_rng(2)
+    codes = rng.standard_normal((500, 8))
+    target = codes[:, 0] * 2.0 - codes[:, 1] + 3.0
+    good = probes.regress(codes[:400], target[:400], codes[400:], target[400:], seed=0)
+    noise = rng.standard_normal(500)
+    bad = probes.regress(codes[:400], noise[:400], codes[400:], noise[400:], seed=0)
+    assert good["test_r2"] > 0.9 and bad["test_r2"] < 0.1
+    assert probes.r2([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == 1.0 and probes.r2([1.0, 2.0, 3.0], [2.0, 2.0, 2.0]) == 0.0
+
+
+def test_cnn_reads_a_class_visible_in_the_image():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 4, 240)
+    img = np.full((240, 1, 16, 16), -1.0, np.float32)
+    for i, c in enumerate(y):  # class = the bright quadrant
+        img[i, 0, (c // 2) * 8:(c // 2) * 8 + 8, (c % 2) * 8:(c % 2) * 8 + 8] = 1.0
+    img += 0.3 * rng.standard_normal(img.shape).astype(np.float32)
+    r = probes.cnn_classify(img[:180], y[:180], img[180:], y[180:], seed=0, epochs=3)
+    assert r["test_error"] < 0.1
+
+
+# -- retrieval ----------------------------------------------------------------------------------
+
+def test_one_hot_codes_retrieve_perfectly():
+    y = balanced(6, 12)
+    r = retrieval.identity_retrieval(np.eye(6)[y] + 1e-3 * np.random.default_rng(0).standard_normal((72, 6)), y, 10)
+    assert r["precision_at_k"] == 1.0 and r["map"] == pytest.approx(1.0)
+    assert r["chance_precision"] == pytest.approx(11 / 71)
+
+
+def test_random_codes_retrieve_at_chance():
+    rng = np.random.default_rng(4)
+    y = balanced(5, 100)
+    r = retrieval.identity_retrieval(rng.standard_normal((500, 16)), y, 10)
+    assert abs(r["precision_at_k"] - r["chance_precision"]) < 0.03
+    assert abs(r["map"] - r["chance_precision"]) < 0.03
+
+
+def test_retrieval_matches_the_brute_force_reference():
+    from sklearn.metrics import average_precision_score
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 4, 70)
+    codes = rng.standard_normal((70, 5)) + y[:, None] * 0.5
+    precisions, aps, nbs = [], [], []
+    for i in range(len(y)):
+        others = np.array([j for j in range(len(y)) if j != i])
+        sim = -np.linalg.norm(codes[others] - codes[i], axis=1)
+        order = others[np.argsort(-sim, kind="stable")]
+        nbs.append(order[:5])
+        precisions.append(np.mean(y[order[:5]] == y[i]))
+        if np.any(y[others] == y[i]):
+            aps.append(average_precision_score(y[others] == y[i], sim))
+    r = retrieval.identity_retrieval(codes, y, 5)
+    assert r["precision_at_k"] == pytest.approx(np.mean(precisions))
+    assert r["map"] == pytest.approx(np.mean(aps))
+    assert np.array_equal(retrieval.neighbours(codes, 5), np.stack(nbs))
+
+
+def test_factor_retrieval_sees_codes_that_hold_the_factors():
+    rng = np.random.default_rng(6)
+    factors = sprites.sample_factors(600, rng)
+    held = retrieval.factor_retrieval(factors - sprites.FACTOR_RANGES[:, 0], factors, sprites.FACTOR_RANGES)
+    blind = retrieval.factor_retrieval(rng.standard_normal((600, 8)), factors, sprites.FACTOR_RANGES)
+    assert held["ratio"] < 0.35 and 0.9 < blind["ratio"] < 1.1
+    assert blind["random_distance"] == pytest.approx(1 / 3, abs=0.02)
+
+
+# -- analogies ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_true_images_match_the_data_set_bytes(channels):
+    d = data_mod.load("sprites:2", 16, channels, seed=5)
+    rows = np.arange(0, len(d), 37)
+    truth = analogies.true_images(d.labels[rows], d.factors[rows], 16, channels)
+    assert np.array_equal(float_to_uint8(truth), d.images[rows])
+
+
+def test_image_scores():
+    truth = np.random.default_rng(7).uniform(-1, 1, (4, 3, 8, 8))
+    exact = analogies.image_scores(truth, truth)
+    assert exact == {"mse": 0.0, "psnr": analogies.PSNR_CAP}
+    off = analogies.image_scores(truth + 0.2, truth)
+    assert off["mse"] == pytest.approx(0.04) and off["psnr"] == pytest.approx(20.0)  # 10 log10(2^2 / 0.04)
+
+
+def test_analogy_pairs_have_different_identities_and_are_seeded():
+    labels = np.array([0, 0, 1, 2, 2, 2])
+    a, b = analogies.pairs(labels, 50, seed=1)
+    assert len(a) == 50 and np.all(labels[a] != labels[b])
+    assert np.array_equal(a, analogies.pairs(labels, 50, seed=1)[0])
+
+
+def test_baselines_score_what_they_must():
+    rng = np.random.default_rng(8)
+    ids = np.array([0, 17, 40, 99])
+    f_a, f_b = sprites.sample_factors(4, rng), sprites.sample_factors(4, rng)
+    x_a = analogies.true_images(ids, f_a, 16, 3)
+    x_b = analogies.true_images(ids[::-1], f_b, 16, 3)
+    truth = analogies.true_images(ids, f_b, 16, 3)
+    mean = np.zeros_like(truth)
+    oracle = analogies.score_analogies(lambda xa, xb: truth, x_a, x_b, truth, mean)
+    assert oracle["model"]["mse"] == 0.0 and oracle["model"]["psnr"] == analogies.PSNR_CAP
+    copy = analogies.score_analogies(lambda xa, xb: xa, x_a, x_b, truth, mean)
+    assert copy["model"] == copy["copy_a"]
+    assert copy["copy_b"]["mse"] == pytest.approx(np.mean((x_b - truth) ** 2))
+    assert copy["identity_mean"]["mse"] == pytest.approx(np.mean(truth ** 2))
+    same_pose = analogies.score_analogies(lambda xa, xb: xa, x_a, x_b, x_a, mean)  # truth == a: copy a exact
+    assert same_pose["copy_a"]["mse"] == 0.0
+
+
+def test_sprite_analogies_on_a_copy_model():
+    d = data_mod.load("sprites:3", 16, 3, seed=0)
+    split = data_mod.make_split(d, holdout_identities=0.2, seed=0)
+    out = analogies.sprite_analogies(lambda xa, xb: xb, d, split, 16, 3, 30, seed=0)
+    for part in ("unseen", "seen"):
+        assert out[part]["n_pairs"] == 30
+        assert out[part]["model"] == out[part]["copy_b"]
+        assert out[part]["copy_a"]["mse"] > 0
+
+
+# -- figures ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_models():
+    cfg = ModelConfig(image_size=16, channels=3, s_dim=4, z_dim=3, width=4, adv_width=4)
+    torch.manual_seed(0)
+    return Encoder(cfg).eval(), Decoder(cfg).eval()
+
+
+def tiles(grid, size=16, pad=figures.PAD):
+    return (grid.shape[0] - pad) // (size + pad), (grid.shape[1] - pad) // (size + pad)
+
+
+def test_figure_grid_sizes(tiny_models):
+    enc, dec = tiny_models
+    x = torch.rand(5, 3, 16, 16) * 2 - 1
+    assert tiles(figures.swap_grid(enc, dec, x[:4], x[:3])) == (4, 5)
+    assert tiles(figures.interpolation_grid(enc, dec, x[:1], x[1:2], steps=6)) == (6, 8)
+    assert tiles(figures.sample_grid(enc, dec, x, n_samples=7)) == (5, 8)
+    images = float_to_uint8(x.numpy())
+    strips = figures.retrieval_strips(images, [0, 2], np.array([[1, 2, 3], [4, 0, 1]]))
+    assert tiles(strips) == (2, 5)
+    assert np.all(strips[figures.PAD:figures.PAD + 16, 2 * figures.PAD + 16:2 * figures.PAD + 32] == 255)  # lane
+
+
+def test_interpolation_cells_match_direct_decoding(tiny_models):
+    enc, dec = tiny_models
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    steps, p, size = 5, figures.PAD, 16
+    grid = figures.interpolation_grid(enc, dec, x[:1], x[1:], steps=steps)
+    with torch.no_grad():
+        s, mu, _ = enc(x)
+        for i, j in [(0, 0), (1, 3), (4, 4)]:
+            cell = dec(s[:1] + (s[1:] - s[:1]) * j / (steps - 1), mu[:1] + (mu[1:] - mu[:1]) * i / (steps - 1))
+            y0, x0 = p + i * (size + p), p + (j + 1) * (size + p)
+            want = float_to_uint8(cell.numpy())[0].transpose(1, 2, 0)
+            assert np.abs(grid[y0:y0 + size, x0:x0 + size].astype(int) - want).max() <= 1
+
+
+# -- end to end ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    from dvgan.train.loop import train
+    root = tmp_path_factory.mktemp("eval")
+    runs = []
+    for name, w_gan in (("full", 0.01), ("lambda0", 0.0)):
+        cfg = ModelConfig(image_size=32, channels=3, s_dim=8, z_dim=8, width=8, adv_width=8)
+        train(cfg, TrainConfig(steps=3, batch_size=8, sample_every=0, w_gan=w_gan), {"spec": "sprites:4"},
+              str(root / name), device="cpu", progress=False)
+        runs.append(str(root / name))
+    return root, runs
+
+
+def strict_json(path):
+    def refuse(name):
+        raise ValueError(f"non-finite number {name} in {path}")
+    with open(path) as f:
+        return json.load(f, parse_constant=refuse)
+
+
+def test_cli_evaluates_two_runs_side_by_side(two_runs):
+    root, runs = two_runs
+    out = root / "report"
+    res = CliRunner().invoke(cli, ["eval", runs[0], "--compare", runs[1], "-o", str(out), "--quick"])
+    assert res.exit_code == 0, res.output
+    assert "s test error %" in res.output
+    compare = (out / "compare.md").read_text()
+    assert "full" in compare and "lambda0" in compare and "| lambda (w_gan) | 0.01 | 0.0 |" in compare
+    for name in ("full", "lambda0"):
+        rep = strict_json(out / name / "report.json")
+        assert rep["quick"] is True and rep["split"]["kind"] == "identity"
+        assert rep["probes"]["primary"] == "test-split" and list(rep["probes"]["protocols"]) == ["test-split"]
+        p = rep["probes"]["protocols"]["test-split"]
+        assert p["n_eval"] == rep["split"]["n_test_identities"]  # sprites:4: one probe-test image per identity
+        assert set(p["results"]) == {"s", "z_mu", "z_sample", "pixels", "cnn"}
+        assert set(rep["attributes"]) == set(sprites.ATTRIBUTES) and set(rep["factors"]) == set(sprites.FACTORS)
+        assert set(rep["analogies"]) == {"unseen", "seen"}
+        assert rep["retrieval"]["n"] == rep["split"]["n_test"]
+        md = (out / name / "report.md").read_text()
+        assert "Quick evaluation" in md
+        for fig in rep["figures"].values():
+            assert f"]({fig})" in md and os.path.getsize(out / name / fig) > 0
+        assert set(rep["figures"]) == {"swap", "interpolation", "samples", "retrieval_s", "retrieval_z"}
+    from PIL import Image
+    with Image.open(out / "full" / "swap.png") as im:  # 10 identities: 11 x 11 tiles, saved at 2x
+        assert im.size == (2 * (11 * 34 + 2),) * 2
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    res = CliRunner().invoke(cli, ["eval", str(tmp_path / "missing")])
+    assert res.exit_code == 2 and res.output.strip().count("\n") == 0 and "no such run folder" in res.output
+    res = CliRunner().invoke(cli, ["eval", str(tmp_path)])
+    assert res.exit_code == 2 and "no checkpoint.pt" in res.output
