@@ -52,6 +52,7 @@ class TrainConfig:
     gan_swap: bool = True         # adversarial term on Dec(z1, s2)
     gan_prior: bool = True        # adversarial term on Dec(z ~ N(0, I), s2)
     w_zadv: float = 0.0           # latent identity critic on mu (not in the paper; 0 = off)
+    zadv_steps: int = 1           # latent critic updates per adversary step
     real_label: float = 0.95      # one-sided label smoothing for the adversary's real target
     adv_every: int = 1            # generator steps per adversary step (the update ratio)
     seed: int = 0
@@ -65,8 +66,8 @@ class TrainConfig:
             raise UsageError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if self.steps < 1 or self.batch_size < 2:
             raise UsageError("steps must be >= 1 and batch_size >= 2")
-        if self.adv_every < 1:
-            raise UsageError(f"adv_every must be >= 1, got {self.adv_every}")
+        if self.adv_every < 1 or self.zadv_steps < 1:
+            raise UsageError(f"adv_every and zadv_steps must be >= 1, got {self.adv_every}, {self.zadv_steps}")
         for name in ("w_recon", "w_swap_recon", "w_kl", "w_gan", "w_zadv", "lr", "adv_lr"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -114,7 +114,9 @@ class LatentAdversary(nn.Module):
 
     def __init__(self, cfg, hidden: int = 256):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(cfg.z_dim, hidden), nn.LeakyReLU(0.2),
+        # Standardise first: an identity signal at a tiny scale in a collapsed dimension is as
+        # readable to a probe that standardises its inputs as a large one.
+        self.net = nn.Sequential(nn.BatchNorm1d(cfg.z_dim, affine=False), nn.Linear(cfg.z_dim, hidden), nn.LeakyReLU(0.2),
                                  nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, cfg.num_ids))
 
     def forward(self, mu: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
-from . import train as train_cli
+from . import demo, engine, eval as eval_cli, export, train as train_cli
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,11 +18,12 @@ def cli():
     """
 
 
+cli.add_command(demo.demo_cmd, name="demo")
 cli.add_command(train_cli.main, name="train")
-cli.add_command(__import__("dvgan.cli.export", fromlist=["main"]).main, name="export")
-cli.add_command(__import__("dvgan.cli.export", fromlist=["info"]).info, name="info")
-__import__("dvgan.cli.engine", fromlist=["register"]).register(cli)
-cli.add_command(__import__("dvgan.cli.eval", fromlist=["main"]).main, name="eval")
+cli.add_command(export.main, name="export")
+cli.add_command(export.info, name="info")
+cli.add_command(eval_cli.main, name="eval")
+engine.register(cli)  # index build, query, swap, sample, interpolate, serve
 
 
 def main():

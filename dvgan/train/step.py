@@ -93,6 +93,11 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, mu1=Non
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
+    if latent is not None and mu1 is not None:
+        for _ in range(cfg.zadv_steps - 1):  # the latent critic is cheap: let it keep up with the encoder
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(latent(mu1), batch.id1).backward()
+            opt.step()
     with torch.no_grad():
         result["adv_acc"] = torch.cat([logits[:b] < 0, logits[b:] > 0]).float().mean()
     return result

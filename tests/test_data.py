@@ -1,0 +1,156 @@
+import gzip
+import logging
+import os
+import struct
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dvgan import data as D
+from dvgan.data import sprites
+from dvgan.train.sampler import TripletSampler
+
+
+def test_sprites_has_enough_identities_and_attributes():
+    assert sprites.NUM_IDENTITIES >= 200
+    attrs = sprites.attributes_of(np.arange(sprites.NUM_IDENTITIES))
+    assert attrs.shape == (sprites.NUM_IDENTITIES, 3)
+    assert len({tuple(a) for a in attrs}) == sprites.NUM_IDENTITIES  # each identity is its own combination
+    assert set(sprites.FACTORS) >= {"x", "y", "scale", "rotation"}
+
+
+def test_render_is_deterministic_and_rgb():
+    f = sprites.sample_factors(5, np.random.default_rng(1))
+    a, b = sprites.render(np.arange(5) * 37, f, 32), sprites.render(np.arange(5) * 37, f, 32)
+    assert a.dtype == np.uint8 and a.shape == (5, 32, 32, 3)
+    assert np.array_equal(a, b)
+    x1, *_ = sprites.generate(2, 32, seed=3)
+    x2, *_ = sprites.generate(2, 32, seed=3)
+    assert np.array_equal(x1, x2)
+
+
+def test_each_factor_changes_the_image_on_its_own():
+    base = np.array([[0.5, 0.5, 0.8, 0.3]], dtype=np.float32)
+    ident = [8 * 4 * 3 + 4 + 1]  # a striped square: rotation is visible
+    ref = sprites.render(ident, base, 32)
+    for i in range(4):
+        f = base.copy()
+        f[0, i] += 0.15
+        assert not np.array_equal(sprites.render(ident, f, 32), ref), sprites.FACTORS[i]
+    # moving x shifts the sprite right: its centre of mass follows
+    f = base.copy()
+    f[0, 0] += 0.15
+    mass = lambda im: (im.sum(-1).sum(0) * np.arange(32)).sum() / im.sum()  # noqa: E731
+    assert mass(sprites.render(ident, f, 32)[0]) - mass(ref[0]) == pytest.approx(0.15 * 32, abs=1.0)
+
+
+def test_factors_are_independent_of_each_other_and_of_identity():
+    _, identity, factors = sprites.generate(20, 8, seed=0)
+    corr = np.corrcoef(np.column_stack([factors, sprites.attributes_of(identity)]).T)
+    off = corr[~np.eye(len(corr), dtype=bool)]
+    assert np.abs(off[np.isfinite(off)]).max() < 0.05
+
+
+def _folder(tmp_path, people):
+    root = tmp_path / "faces"
+    for person, items in people.items():
+        (root / person).mkdir(parents=True)
+        for name, content in items.items():
+            if isinstance(content, Image.Image):
+                content.save(root / person / name)
+            else:
+                (root / person / name).write_bytes(content)
+    return str(root)
+
+
+def test_folder_mixed_sizes_modes_and_junk(tmp_path, caplog):
+    rng = np.random.default_rng(0)
+    rgb = lambda w, h: Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))  # noqa: E731
+    grey = lambda w, h: Image.fromarray(rng.integers(0, 255, (h, w), dtype=np.uint8))  # noqa: E731
+    root = _folder(tmp_path, {
+        "ann": {"a.png": rgb(40, 30), "b.jpg": grey(17, 50), "notes.txt": b"hello", "c.png": rgb(8, 8)},
+        "bob": {"a.bmp": grey(64, 64), "broken.png": b"\x89PNG\r\n\x1a\n\0\0"},
+        "cy": {"only.png": rgb(20, 20)},
+    })
+    with caplog.at_level(logging.WARNING):
+        ds = D.load(root, image_size=32)
+    assert ds.images.shape == (5, 3, 32, 32)  # colour present -> 3 channels
+    assert list(ds.labels) == [0, 0, 0, 1, 2]
+    assert ds.identity_names == ["ann", "bob", "cy"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "notes.txt" in warnings[0] and "broken.png" in warnings[0]
+    # one-image identities ("bob" and "cy") never give x1, but can give x2
+    sampler = TripletSampler(torch.as_tensor(ds.labels))
+    i1, i1p, i2 = sampler.sample(200)
+    assert set(ds.labels[i1.numpy()]) == {0}
+    assert set(ds.labels[i2.numpy()]) == {1, 2}
+    split = D.make_split(ds, test_fraction=0.5)
+    assert split["kind"] == "within" and set(split["train_identities"]) == {0, 1, 2}
+
+
+def test_grey_folder_gives_one_channel(tmp_path):
+    g = Image.fromarray(np.full((10, 12), 200, np.uint8))
+    ds = D.load(_folder(tmp_path, {"a": {"1.png": g, "2.png": g}, "b": {"1.png": g}}), image_size=16)
+    assert ds.images.shape == (3, 1, 16, 16)
+    x = ds.float_images()
+    assert x.dtype == np.float32 and x.min() >= -1 and x.max() <= 1
+
+
+@pytest.mark.parametrize("people,match", [
+    ({}, "no identity sub-folders"),
+    ({"a": {"x.txt": b"no"}}, "no readable images"),
+])
+def test_unusable_folders(tmp_path, people, match):
+    root = _folder(tmp_path, people) if people else str(tmp_path)
+    with pytest.raises(D.DataError, match=match):
+        D.load(root)
+
+
+def test_sampler_rules():
+    labels = torch.tensor([0, 0, 1, 1, 1, 2, 3, 3])
+    s = TripletSampler(labels, seed=0)
+    i1, i1p, i2 = s.sample(4000)
+    assert torch.equal(labels[i1], labels[i1p]) and not (i1 == i1p).any()
+    assert (labels[i1] != labels[i2]).all()
+    assert set(labels[i1].tolist()) == {0, 1, 3}  # identity 2 has a single image
+    with pytest.raises(ValueError, match="two identities"):
+        TripletSampler(torch.tensor([0, 0, 0]))
+    with pytest.raises(ValueError, match="single image"):
+        TripletSampler(torch.tensor([0, 1, 2]))
+
+
+def _idx(path, arr, gz):
+    header = b"\0\0\x08" + bytes([arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    (gzip.open if gz else open)(path, "wb").write(header + arr.astype(np.uint8).tobytes())
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_mnist_idx_files_and_fixed_split(tmp_path, gz):
+    rng = np.random.default_rng(0)
+    sfx = ".gz" if gz else ""
+    _idx(tmp_path / f"t10k-images-idx3-ubyte{sfx}", rng.integers(0, 255, (50, 28, 28)), gz)
+    _idx(tmp_path / f"t10k-labels-idx1-ubyte{sfx}", np.arange(50) % 10, gz)
+    ds = D.load(f"mnist:{tmp_path}", image_size=32)
+    assert ds.images.shape == (50, 1, 32, 32) and list(ds.labels[:12]) == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+    split = D.make_split(ds)
+    assert split["kind"] == "fixed" and split["test"] == list(range(40, 50))
+
+
+def test_mnist_shared_split_is_first_8000_last_2000():
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist")
+    if not os.path.isdir(root):
+        pytest.skip(f"the real MNIST files are not at {root}")
+    ds = D.load(f"mnist:{root}")
+    split = D.make_split(ds)
+    assert split["train"] == list(range(8000)) and split["test"] == list(range(8000, 10000))
+
+
+@pytest.mark.parametrize("spec,match", [
+    ("imagenet:foo", "unknown data spec"), ("mnist:", "needs a folder"), ("mnist:/nonexistent", "no such directory"),
+    ("sprites:x", "integer"), ("sprites:1", "at least 2"), ("", "empty"),
+])
+def test_bad_specs(spec, match):
+    with pytest.raises(D.DataError, match=match):
+        D.load(spec)
