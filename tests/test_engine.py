@@ -260,7 +260,7 @@ def test_cli_defaults_and_errors(bundle, image_files, tmp_path, monkeypatch):
         assert out.stat().st_size > 0
     for args, code, text in ((["query", "-k", "0", image_files[0]], 2, "k must be >= 1"),
                              (["query", "-k", "13", image_files[0]], 2, "larger than the gallery"),
-                             (["query", str(tmp_path / "missing.png")], 1, "no such file"),
+                             (["query", str(tmp_path / "missing.png")], 2, "no such file"),
                              (["swap", "-s", image_files[0], "-u", image_files[0], "--backend", "tensorrt"], 1, "tensorrt"),
                              (["query", image_files[0], "--index", str(tmp_path / "nowhere")], 2, "no such index")):
         res = r.invoke(cli, args)

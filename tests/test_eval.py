@@ -86,6 +86,9 @@ def test_regression_probe_r2():
     noise = rng.standard_normal(500)
     bad = probes.regress(codes[:400], noise[:400], codes[400:], noise[400:], seed=0)
     assert good["test_r2"] > 0.9 and bad["test_r2"] < 0.1
+    both = probes.regress(codes[:400], np.stack([target, noise], 1)[:400], codes[400:],
+                          np.stack([target, noise], 1)[400:], seed=0)  # one MLP, an R^2 per target
+    assert len(both["test_r2"]) == 2 and both["test_r2"][0] > 0.9 and both["test_r2"][1] < 0.1
     assert probes.r2([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == 1.0 and probes.r2([1.0, 2.0, 3.0], [2.0, 2.0, 2.0]) == 0.0
 
 
@@ -245,9 +248,11 @@ def two_runs(tmp_path_factory):
     from dvgan.train.loop import train
     root = tmp_path_factory.mktemp("eval")
     runs = []
-    for name, w_gan in (("full", 0.01), ("lambda0", 0.0)):
+    # The ablation run also has a within-identity split, so both probe protocols are exercised.
+    for name, w_gan, data in (("full", 0.01, {"spec": "sprites:4"}),
+                              ("lambda0", 0.0, {"spec": "sprites:8", "test_fraction": 0.25})):
         cfg = ModelConfig(image_size=32, channels=3, s_dim=8, z_dim=8, width=8, adv_width=8)
-        train(cfg, TrainConfig(steps=3, batch_size=8, sample_every=0, w_gan=w_gan), {"spec": "sprites:4"},
+        train(cfg, TrainConfig(steps=3, batch_size=8, sample_every=0, w_gan=w_gan), data,
               str(root / name), device="cpu", progress=False)
         runs.append(str(root / name))
     return root, runs
@@ -262,22 +267,25 @@ def strict_json(path):
 
 def test_cli_evaluates_two_runs_side_by_side(two_runs):
     root, runs = two_runs
+    assert strict_json(os.path.join(runs[0], "split.json"))["kind"] == "identity"
     out = root / "report"
     res = CliRunner().invoke(cli, ["eval", runs[0], "--compare", runs[1], "-o", str(out), "--quick"])
     assert res.exit_code == 0, res.output
-    assert "s test error %" in res.output
+    assert "s test error %" in res.output and "lambda0" in res.output
     compare = (out / "compare.md").read_text()
     assert "full" in compare and "lambda0" in compare and "| lambda (w_gan) | 0.01 | 0.0 |" in compare
+    within = strict_json(out / "lambda0" / "report.json")["probes"]
+    assert within["primary"] == "train-test" and list(within["protocols"]) == ["train-test", "test-split"]
+    assert within["protocols"]["train-test"]["n_eval"] == 256 * 2  # every test image (2 per identity)
     for name in ("full", "lambda0"):
         rep = strict_json(out / name / "report.json")
-        assert rep["quick"] is True and rep["split"]["kind"] == "identity"
-        assert rep["probes"]["primary"] == "test-split" and list(rep["probes"]["protocols"]) == ["test-split"]
+        assert rep["quick"] is True
         p = rep["probes"]["protocols"]["test-split"]
-        assert p["n_eval"] == rep["split"]["n_test_identities"]  # sprites:4: one probe-test image per identity
+        assert p["n_eval"] == rep["split"]["n_test_identities"]  # one probe-test image per identity
         assert set(p["results"]) == {"s", "z_mu", "z_sample", "pixels", "cnn"}
         assert set(rep["attributes"]) == set(sprites.ATTRIBUTES) and set(rep["factors"]) == set(sprites.FACTORS)
         assert set(rep["analogies"]) == {"unseen", "seen"}
-        assert rep["retrieval"]["n"] == rep["split"]["n_test"]
+        assert rep["retrieval"]["n"] == min(rep["split"]["n_test"], rep["sizes"]["retrieval"])
         md = (out / name / "report.md").read_text()
         assert "Quick evaluation" in md
         for fig in rep["figures"].values():

@@ -42,6 +42,8 @@ def main(run_dirs, out_dir, others, seed, quick):
         results = compare(runs, out_dir, seed=seed, quick=quick)["runs"]
         where = out_dir or f"{runs[0]}/eval/compare"
     tables = {name: dict(summary_rows(res)) for name, res in results.items()}
+    if len(tables) > 1:
+        click.echo(" " * 44 + "  ".join(f"{name[-16:]:>16}" for name in tables))
     for key in next(iter(tables.values())):
         click.echo(f"{key:<44}" + "  ".join(f"{tables[n].get(key, '-'):>16}" for n in tables))
     click.echo(f"report: {where}")

@@ -12,7 +12,7 @@ import os
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import InputError
+from ..errors import InputError, UsageError
 
 RESIZE = "bilinear"  # recorded in checkpoints and bundles
 MAX_PIXELS = 64 * 1024 * 1024  # refuse decompression bombs: images over 64 megapixels
@@ -20,6 +20,11 @@ MAX_PIXELS = 64 * 1024 * 1024  # refuse decompression bombs: images over 64 mega
 
 class ImageError(InputError):
     """An input image that cannot be used; the message names the image and the problem."""
+
+
+class ImagePathError(ImageError, UsageError):
+    """A path that names no image file (missing, or a folder): a usage error, exit code 2."""
+    exit_code = 2
 
 
 def open_image(source) -> Image.Image:
@@ -32,9 +37,9 @@ def open_image(source) -> Image.Image:
             fp = io.BytesIO(source)
         else:
             if os.path.isdir(source):
-                raise ImageError(f"{name}: is a directory, expected an image file")
+                raise ImagePathError(f"{name}: is a directory, expected an image file")
             if not os.path.exists(source):
-                raise ImageError(f"{name}: no such file")
+                raise ImagePathError(f"{name}: no such file")
             if os.path.getsize(source) == 0:
                 raise ImageError(f"{name}: empty file")
             fp = source
@@ -60,7 +65,9 @@ def to_mode(im: Image.Image, channels: int) -> Image.Image:
         im = Image.fromarray(np.clip(arr / hi * 255.0, 0, 255).astype(np.uint8), "L")
     if im.mode == "P" or im.mode == "PA":
         im = im.convert("RGBA")
-    if im.mode in ("RGBA", "LA", "La", "RGBa"):
+    if im.mode == "La":  # Pillow converts premultiplied LA only to LA
+        im = im.convert("LA")
+    if im.mode in ("RGBA", "LA", "RGBa"):
         im = im.convert("RGBA")
         bg = Image.new("RGBA", im.size, (0, 0, 0, 255))
         im = Image.alpha_composite(bg, im).convert("RGB")
@@ -69,7 +76,12 @@ def to_mode(im: Image.Image, channels: int) -> Image.Image:
 
 def image_to_uint8(im: Image.Image, size: int, channels: int) -> np.ndarray:
     """Pillow image -> uint8 (channels, size, size) after mode conversion and resizing."""
-    im = to_mode(im, channels)
+    if not im.width or not im.height:
+        raise ImageError(f"image is {im.width}x{im.height} pixels: nothing to use")
+    try:
+        im = to_mode(im, channels)
+    except (ValueError, OSError) as exc:  # a mode Pillow cannot convert
+        raise ImageError(f"image of mode {im.mode!r} cannot be converted ({exc})") from None
     if im.size != (size, size):
         im = im.resize((size, size), Image.BILINEAR, reducing_gap=None)
     arr = np.asarray(im, dtype=np.uint8)

@@ -18,10 +18,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import InputError, UsageError
 from . import defaults
 from .backends import choose
-from .inputs import to_batch
+from .inputs import to_batch, to_codes
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,9 @@ class Engine:
         bundle = os.fspath(bundle) if bundle is not None else defaults.bundle_dir()
         manifest = load_manifest(bundle, verify=verify)
         choice = choose(bundle, manifest, backend, device, precision, threads, cuda_graphs)
+        if hasattr(choice.backend, "io") and choice.backend.io() != manifest["io"]:
+            raise InputError(f"{bundle}: the {choice.backend.name} graphs' shapes disagree with manifest.json; "
+                             "the bundle was edited or mixed with another")
         engine = cls(bundle, manifest, bundle_digest(bundle), choice)
         log.info("loaded %s in %.2f s; %s", bundle, time.perf_counter() - t0, choice.report())
         return engine
@@ -95,12 +98,7 @@ class Engine:
 
     def decode(self, s, z) -> np.ndarray:
         """s (N, s_dim), z (N, z_dim) -> images float32 (N, C, H, W) in [-1, 1]."""
-        s = np.ascontiguousarray(s, dtype=np.float32)
-        z = np.ascontiguousarray(z, dtype=np.float32)
-        if s.ndim != 2 or s.shape[1] != self.s_dim:
-            raise UsageError(f"s must have shape (N, {self.s_dim}), got {s.shape}")
-        if z.ndim != 2 or z.shape[1] != self.z_dim:
-            raise UsageError(f"z must have shape (N, {self.z_dim}), got {z.shape}")
+        s, z = to_codes("s", s, self.s_dim), to_codes("z", z, self.z_dim)
         if len(s) != len(z):
             raise UsageError(f"s and z must have the same number of rows, got {len(s)} and {len(z)}")
         if not len(s):

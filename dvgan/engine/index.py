@@ -3,7 +3,8 @@ mu codes ("unspecified": same pose, light, style), sharing ids (0..N-1, in the o
 
 An index directory holds::
 
-    index.json          format, the sha256 digest of the bundle that made the codes, method, recall
+    index.json          format, the sha256 digest of the bundle that made the codes, method, recall,
+                        and the sha256 of each file below (checked before any of them is parsed)
     specified.faiss     faiss index over s   (N, s_dim)
     unspecified.faiss   faiss index over mu  (N, z_dim)
     items.json          {"paths": [...], "labels": [...] or null}: where each id came from
@@ -29,6 +30,8 @@ import numpy as np
 
 from ..errors import InputError, UsageError
 from . import search as S
+from ..export.manifest import sha256_file
+from .inputs import to_codes
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,7 @@ BY = {"specified": "s", "unspecified": "mu"}  # the two retrieval questions and 
 SEARCH_DEVICES = ("auto", "cpu", "cuda")
 ENCODE_CHUNK = 4096  # images decoded and encoded at a time while building
 TUNE_QUERIES = 500   # held-out gallery codes an approximate index is tuned on
+DATA_FILES = ("specified.faiss", "unspecified.faiss", "items.json")  # checksummed in index.json
 
 
 @dataclass
@@ -100,16 +104,13 @@ class CodeIndex:
 
     def add_codes(self, s: np.ndarray, mu: np.ndarray, paths, labels=None) -> None:
         """Append codes (N, s_dim) and (N, z_dim) with their paths (and identity labels, if known)."""
-        s = np.ascontiguousarray(s, np.float32)
-        mu = np.ascontiguousarray(mu, np.float32)
+        s = to_codes("s", s, self.meta["dims"]["specified"])
+        mu = to_codes("mu", mu, self.meta["dims"]["unspecified"])
         paths = [str(p) for p in paths]
         if not (len(s) == len(mu) == len(paths)):
             raise UsageError(f"add_codes needs as many s, mu and paths, got {len(s)}, {len(mu)}, {len(paths)}")
         if labels is not None and len(labels) != len(paths):
             raise UsageError("labels must match paths in length")
-        for by, codes in (("specified", s), ("unspecified", mu)):
-            if codes.ndim != 2 or codes.shape[1] != self.meta["dims"][by]:
-                raise UsageError(f"{BY[by]} codes must be (N, {self.meta['dims'][by]}), got {codes.shape}")
         with self.lock:
             if self.labels is None and labels is not None and not self.paths:
                 self.labels = []
@@ -169,9 +170,7 @@ class CodeIndex:
             raise UsageError(f"k must be >= 1, got {k}")
         if k > len(self):
             raise UsageError(f"k = {k} is larger than the gallery ({len(self)} images)")
-        q = np.ascontiguousarray(codes, np.float32)
-        if q.ndim != 2 or q.shape[1] != self.meta["dims"][by]:
-            raise UsageError(f"{BY[by]} queries must be (Q, {self.meta['dims'][by]}), got {q.shape}")
+        q = to_codes(f"{BY[by]} query", codes, self.meta["dims"][by])
         with self.lock:
             if self.search_device == "torch-cuda" and self.method == "flat":
                 if by not in self._gpu:
@@ -214,6 +213,7 @@ class CodeIndex:
                 meta = dict(self.meta, count=len(self))
                 with open(os.path.join(tmp, "items.json"), "w", encoding="utf-8") as f:
                     json.dump({"paths": self.paths, "labels": self.labels}, f)
+            meta["files"] = {name: sha256_file(os.path.join(tmp, name)) for name in DATA_FILES}
             with open(os.path.join(tmp, "index.json"), "w", encoding="utf-8") as f:
                 json.dump(meta, f, indent=2)
             old = None
@@ -241,19 +241,21 @@ class CodeIndex:
         try:
             with open(where, encoding="utf-8") as f:
                 meta = json.load(f)
-            with open(os.path.join(directory, "items.json"), encoding="utf-8") as f:
-                items = json.load(f)
         except FileNotFoundError as exc:
             raise InputError(f"{exc.filename}: missing (not a dvgan index folder)") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"{directory}: damaged index metadata ({exc})") from None
-        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
             raise InputError(f"{where}: not a dvgan index of format version {FORMAT_VERSION}")
+        _verify_files(directory, meta.pop("files", None))
+        try:
+            with open(os.path.join(directory, "items.json"), encoding="utf-8") as f:
+                items = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"{directory}: damaged index metadata ({exc})") from None
         indexes = {}
         for by in BY:
             path = os.path.join(directory, by + ".faiss")
-            if not os.path.isfile(path):
-                raise InputError(f"{path}: missing from the index folder")
             try:
                 indexes[by] = faiss.read_index(path)
             except RuntimeError as exc:
@@ -269,6 +271,19 @@ class CodeIndex:
         if engine is not None:
             index.check_engine(engine)
         return index
+
+
+def _verify_files(directory: str, recorded) -> None:
+    """Check the data files against the sha256s in index.json before any of them is parsed."""
+    where = os.path.join(directory, "index.json")
+    if not isinstance(recorded, dict) or set(recorded) != set(DATA_FILES):
+        raise InputError(f"{where}: no checksums for {', '.join(DATA_FILES)}; rebuild it with dvgan index build")
+    for name in DATA_FILES:
+        path = os.path.join(directory, name)
+        if os.path.islink(path) or not os.path.isfile(path):
+            raise InputError(f"{path}: missing from the index folder (or not a regular file)")
+        if sha256_file(path) != recorded[name]:
+            raise InputError(f"{path}: sha256 does not match index.json; the file was modified")
 
 
 @dataclass

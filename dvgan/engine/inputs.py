@@ -94,6 +94,19 @@ def to_batch(images, size: int, channels: int) -> np.ndarray:
                      "uint8 (H, W, C) arrays or float (N, C, H, W) arrays")
 
 
+def to_codes(name: str, codes, dim: int) -> np.ndarray:
+    """Codes (N, dim) as float32; UsageError for another shape, InputError for NaN, inf or non-numbers."""
+    try:
+        a = np.ascontiguousarray(codes, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name} codes cannot be read as float32 ({exc})") from None
+    if a.ndim != 2 or a.shape[1] != dim:
+        raise UsageError(f"{name} must have shape (N, {dim}), got {a.shape}")
+    if not np.isfinite(a).all():
+        raise InputError(f"{name} codes contain NaN or infinity")
+    return a
+
+
 def list_images(folder: str) -> list[str]:
     """Image files under folder (recursively), sorted; UsageError if there are none."""
     if not os.path.isdir(folder):
@@ -107,4 +120,4 @@ def list_images(folder: str) -> list[str]:
     return found
 
 
-__all__ = ["to_batch", "list_images", "IMAGE_SUFFIXES"]
+__all__ = ["to_batch", "to_codes", "list_images", "IMAGE_SUFFIXES"]

@@ -50,6 +50,13 @@ class OrtBackend:
         if device == "cuda" and self.enc.get_providers()[0] != CUDA:
             raise RuntimeFailure("onnxruntime's CUDA provider is installed but could not start on this machine")
 
+    def io(self) -> dict:
+        """The graphs' own IO names and shapes, in the manifest's "io" layout."""
+        def names(args):
+            return {a.name: list(a.shape) for a in args}
+        return {role: {"inputs": names(sess.get_inputs()), "outputs": names(sess.get_outputs())}
+                for role, sess in (("encoder", self.enc), ("decoder", self.dec))}
+
     def describe(self) -> str:
         return f"onnxruntime {self.precision} on {self.device} ({self.enc.get_providers()[0]})"
 

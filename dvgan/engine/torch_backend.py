@@ -103,6 +103,12 @@ class TorchBackend:
             self._enc_call = _GraphedCall(self.enc, max_batch)
             self._dec_call = _GraphedCall(lambda s, z: (self.dec(s, z),), max_batch)
 
+    def io(self) -> dict:
+        """The weights' IO names and shapes, in the manifest's "io" layout."""
+        from ..export.manifest import io_spec
+        c = self.cfg
+        return io_spec(c.channels, c.image_size, c.s_dim, c.z_dim)
+
     def describe(self) -> str:
         extra = ", CUDA graphs" if self.cuda_graphs else ""
         return f"torch {self.precision} on {self.device}{extra}"

@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import logging
 
 import numpy as np
 import torch
 from torch import nn
-
-log = logging.getLogger(__name__)
 
 PROTOCOLS = ("train-test", "test-split")
 HIDDEN = 256            # units of the probe's hidden layer (the paper's Table 1)

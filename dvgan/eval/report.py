@@ -41,11 +41,12 @@ def markdown(result: dict) -> str:
         head = " (headline)" if protocol == result["probes"]["primary"] else ""
         lines += [f"### Protocol `{protocol}`{head}: {p['n_fit']} codes / {p['n_fit_images']} images to fit, "
                   f"{p['n_eval']} to test", ""]
-        rows = [[CODE_NAMES[k], _pct(r["train_error"]), _pct(r["test_error"]), _pct(r.get("test_error_std")),
-                 _pct(r["chance_error"])] for k, r in p["results"].items()]
         repeats = next(iter(p["results"].values())).get("repeats", 1)
-        lines += _table(["probe input", "train error", "test error", f"test std ({repeats} seeds)", "chance error"],
-                        rows) + [""]
+        spread = [f"test std ({repeats} probe seeds)"] if repeats > 1 else []
+        rows = [[CODE_NAMES[k], _pct(r["train_error"]), _pct(r["test_error"])]
+                + ([_pct(r["test_error_std"])] if spread else []) + [_pct(r["chance_error"])]
+                for k, r in p["results"].items()]
+        lines += _table(["probe input", "train error", "test error"] + spread + ["chance error"], rows) + [""]
     if "attributes" in result:
         lines += ["## Identity attributes (sprites)", "",
                   "Test error in %, each attribute probed from s and from z (mu); z should be at chance.", ""]

@@ -51,8 +51,8 @@ NOTES = [
     "z (mu) probes the posterior mean; z (sample) probes one draw z = mu + sigma * eps per image (seeded).",
     "Image classifier reference: two 3x3 stride-2 convs (16, 32) + FC 128, Adam 1e-3, best epoch on a "
     "10% validation part, trained and tested on the same images as the probes.",
-    "Retrieval: Euclidean (L2) distance on the codes, every item queries all other items of the (subsampled) test split; "
-    "relevant = same identity. Factor distance = mean |f_i - f_j| / factor range (random pairs ~ 1/3).",
+    "Retrieval: Euclidean (L2) distance on the codes; every item queries all other items of the "
+    "(subsampled) test split; relevant = same identity. Factor distance = mean |f_i - f_j| / factor range (random pairs ~ 1/3).",
     "Analogies: Dec(s_a, mu_b) against the true render(identity a, factors b); MSE on [-1, 1] images, "
     "PSNR = 10 log10(2^2 / MSE) per pair (peak-to-peak 2.0), averaged; exact matches capped at 100 dB.",
 ]
@@ -124,6 +124,9 @@ def _probe_sets(split: dict, labels: np.ndarray, sizes: dict, seed: int) -> dict
         if protocol == "train-test" and not len(train):
             continue
         fit, held = probes.probe_split(protocol, len(train), labels[test], seed)
+        if len(held) < 2 or len(np.unique(labels[pool[fit]])) < 2:
+            log.warning("probe protocol %s skipped: too few test images per identity", protocol)
+            continue
         fit_items, held_items = pool[fit], pool[held]
         sets[protocol] = (probes.subsample(fit_items, labels, sizes["probe_fit"], seed),
                           probes.subsample(held_items, labels, sizes["probe_eval"], seed),
@@ -235,6 +238,8 @@ def evaluate(run_dir: str, out_dir: str | None = None, *, seed: int = 0, quick: 
     labels = data.labels
 
     sets = _probe_sets(split, labels, sizes, seed)
+    if not sets:
+        raise InputError(f"{run_dir}: too few test images per identity for any probe protocol")
     ret_items = probes.subsample(test, labels, sizes["retrieval"], seed)
     needed = np.concatenate([np.concatenate(s[:2]) for s in sets.values()] + [ret_items])
     t = time.perf_counter()

@@ -167,6 +167,19 @@ def _read_json(path: str) -> dict:
     return data
 
 
+def _check_consistent(manifest: dict, where: str) -> None:
+    """The shape fields are copies of model_config; an edit to one but not the others is refused."""
+    cfg = manifest["model_config"]
+    if not isinstance(cfg, dict):
+        raise InputError(f"{where}: 'model_config' must be an object")
+    for key in ("image_size", "channels", "s_dim", "z_dim"):
+        if manifest[key] != cfg.get(key) or not isinstance(manifest[key], int):
+            raise InputError(f"{where}: {key} {manifest[key]!r} disagrees with model_config ({cfg.get(key)!r}); "
+                             "the manifest was edited")
+    if manifest["io"] != io_spec(manifest["channels"], manifest["image_size"], manifest["s_dim"], manifest["z_dim"]):
+        raise InputError(f"{where}: 'io' disagrees with the model's shapes; the manifest was edited")
+
+
 def load_manifest(bundle_dir, verify: bool = True) -> dict:
     """Read BUNDLE/manifest.json and check the bundle against it.
 
@@ -186,6 +199,7 @@ def load_manifest(bundle_dir, verify: bool = True) -> dict:
     missing = [k for k in REQUIRED_KEYS if k not in manifest]
     if missing:
         raise InputError(f"{where}: manifest lacks {', '.join(missing)}")
+    _check_consistent(manifest, where)
     files = manifest["files"]
     if not isinstance(files, dict):
         raise InputError(f"{where}: 'files' must be an object of file name -> entry")

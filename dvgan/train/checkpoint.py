@@ -7,7 +7,7 @@ import tempfile
 import torch
 
 from .. import __version__
-from ..errors import InputError
+from ..errors import InputError, UsageError
 from ..config import ModelConfig, from_dict
 from ..model import Decoder, Encoder
 
@@ -47,7 +47,7 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
     if os.path.isdir(path):
         path = os.path.join(path, "checkpoint.pt")
     if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such checkpoint")
+        raise UsageError(f"{path}: no such checkpoint")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe files

@@ -210,6 +210,10 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_cfg: dict, out_di
     elif os.path.exists(ckpt_path):
         raise UsageError(f"{out_dir} already holds a run: use --resume to continue it or choose another --out")
     trainer = Trainer(model_cfg, train_cfg, data_cfg, out_dir, device)
+    if trainer.rank == 0 and os.path.isdir(out_dir):  # a kill during a write leaves its temporary file
+        for name in os.listdir(out_dir):
+            if name.startswith("." + CHECKPOINT + ".") and name.endswith(".tmp"):
+                os.unlink(os.path.join(out_dir, name))
     if state is not None:
         trainer.load_state_dict(state)
         log.info("resumed %s at step %d", out_dir, trainer.step)
