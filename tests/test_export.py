@@ -160,15 +160,16 @@ def test_variants_export_and_verify(tmp_path, size, channels, trunk):
     assert session(os.path.join(out, "encoder.fp16.onnx")).run(["s"], {"image": x})[0].shape == (37, 8)
 
 
-def test_export_from_a_training_run_folder(tmp_path):
+def test_export_from_a_training_run_folder(tmp_path, monkeypatch):
     from dvgan.config import TrainConfig
+    monkeypatch.setenv("DVGAN_HOME", str(tmp_path / "home"))
     from dvgan.train.loop import train
     run = str(tmp_path / "run")
     train(ModelConfig(image_size=32, channels=3, s_dim=8, z_dim=8, width=8, adv_width=8),
           TrainConfig(steps=2, batch_size=4, sample_every=0), {"spec": "sprites:3"}, run, device="cpu",
           progress=False)
-    out = export_bundle(run)
-    assert out == os.path.join(run, "bundle")
+    out = export_bundle(run)  # the default place: $DVGAN_HOME/bundle, where the engine looks
+    assert out == os.path.join(str(tmp_path / "home"), "bundle")
     m = load_manifest(out)
     assert m["source"]["step"] == 2 and "encoder.fp16.onnx" not in m["files"]
 

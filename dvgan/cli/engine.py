@@ -27,6 +27,11 @@ DEFAULTS_HELP = (f"Defaults: --bundle ${defaults.HOME_ENV}/bundle, --index ${def
                  f"with {defaults.HOME_ENV} unset meaning {defaults.DEFAULT_HOME}.")
 
 
+def _help(*examples: str) -> str:
+    """An epilog: the examples, kept on their own lines, then where the command looks by default."""
+    return "\b\nExamples:\n" + "\n".join(f"  {e}" for e in examples) + "\n\n" + DEFAULTS_HELP
+
+
 def engine_options(fn):
     fn = click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
                       help="Graph precision (fp16: the bundle's fp16 graphs; bf16: torch only).")(fn)
@@ -62,12 +67,15 @@ def u8(images: np.ndarray) -> list:
     return list(to_uint8(images))
 
 
-@click.group(name="index")
+@click.group(name="index", epilog=_help("dvgan index build --data sprites", "dvgan index build --images photos/ -o my-index --method hnsw"))
 def index_group():
     """Retrieval indexes over s (identity) and mu (everything else)."""
 
 
-@index_group.command(name="build", epilog=DEFAULTS_HELP)
+@index_group.command(name="build", epilog=_help(
+    "dvgan index build --data sprites                # every sprite, into ./dvgan-out/index",
+    "dvgan index build --bundle b/ --images photos/ -o idx/ --method ivf --recall 0.95",
+    "dvgan index build --images more_photos/ -o idx/ --add"))
 @engine_options
 @click.option("--images", "folder", default=None, help="Folder of image files (searched recursively).")
 @click.option("--data", "spec", default=None, help="Data spec: sprites, sprites:N, mnist:DIR or an identity folder.")
@@ -121,7 +129,23 @@ def _gallery_images(index, ids, size, channels) -> list:
     return out
 
 
-@click.command(name="query", epilog=DEFAULTS_HELP)
+def _index_bundle_data(engine, out: str):
+    """Build and save a flat index over the data the bundle's model was trained on (its manifest's spec)."""
+    from ..engine.index import build_index, encode_data
+    spec = (engine.manifest.get("source", {}).get("data") or {}).get("spec")
+    if not spec:
+        raise UsageError(f"no index at {out} and the bundle records no data to build one from: "
+                         "run dvgan index build first")
+    click.echo(f"no index at {out}: indexing the bundle's training data ({spec}) there first", err=True)
+    index = build_index(engine, encode_data(engine, spec))
+    index.save(out)
+    return index
+
+
+@click.command(name="query", epilog=_help(
+    "dvgan query --by specified img.png              # same identity",
+    "dvgan query --by unspecified img.png -k 5 --json # same pose / style",
+    "dvgan query --by specified a.png b.png --strip hits.png"))
 @click.argument("images", nargs=-1, required=True)
 @click.option("--by", type=click.Choice(["specified", "unspecified"]), default="specified", show_default=True,
               help="specified: same identity (s). unspecified: same pose / style (mu).")
@@ -135,11 +159,15 @@ def _gallery_images(index, ids, size, channels) -> list:
 def query_cmd(images, by, k, index_dir, bundle, backend, device, precision, as_json, strip):
     """Find the gallery images nearest to each IMAGE by s or by mu."""
     from ..engine.index import CodeIndex
-    index_dir = index_dir or defaults.index_dir()
-    index = CodeIndex.load(index_dir)
-    recorded = index.meta.get("bundle")
-    fallback = recorded if recorded and os.path.isdir(recorded) else None
-    engine = open_engine(bundle, backend, device, precision, fallback)
+    if index_dir is None and not os.path.exists(defaults.index_dir()):
+        # After a train and an export there is a bundle but no index yet: index the bundle's own data.
+        engine = open_engine(bundle, backend, device, precision)
+        index = _index_bundle_data(engine, defaults.index_dir())
+    else:
+        index = CodeIndex.load(index_dir or defaults.index_dir())
+        recorded = index.meta.get("bundle")
+        fallback = recorded if recorded and os.path.isdir(recorded) else None
+        engine = open_engine(bundle, backend, device, precision, fallback)
     paths = expand(images)
     results = index.query(engine, paths, by, k)
     if as_json:
@@ -158,7 +186,9 @@ def query_cmd(images, by, k, index_dir, bundle, backend, device, precision, as_j
         write_grid(strip, rows)
 
 
-@click.command(name="swap", epilog=DEFAULTS_HELP)
+@click.command(name="swap", epilog=_help(
+    "dvgan swap -s alice.png -u bob.png -o alice_as_bob.png",
+    "dvgan swap -s ids/ -u poses/ -o grid.png        # every pair: the paper's Fig. 2a"))
 @click.option("-s", "--specified", multiple=True, required=True, help="Image (or folder) giving s; repeatable.")
 @click.option("-u", "--unspecified", multiple=True, required=True, help="Image (or folder) giving z; repeatable.")
 @click.option("-o", "--out", default="swap.png", show_default=True)
@@ -174,7 +204,8 @@ def swap_cmd(specified, unspecified, out, bundle, backend, device, precision):
     write_grid(out, [[None] + top] + [[left[i]] + u8(grid[i]) for i in range(len(unspec))])
 
 
-@click.command(name="sample", epilog=DEFAULTS_HELP)
+@click.command(name="sample", epilog=_help(
+    "dvgan sample img.png -n 8 -o samples.png"))
 @click.argument("images", nargs=-1, required=True)
 @click.option("-n", "n", type=int, default=8, show_default=True, help="Samples per image.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -191,7 +222,8 @@ def sample_cmd(images, n, seed, out, bundle, backend, device, precision):
     write_grid(out, [[originals[i], None] + u8(samples[i]) for i in range(len(paths))])
 
 
-@click.command(name="interpolate", epilog=DEFAULTS_HELP)
+@click.command(name="interpolate", epilog=_help(
+    "dvgan interpolate a.png b.png --steps 8 -o interp.png"))
 @click.argument("a")
 @click.argument("b")
 @click.option("--steps", type=int, default=8, show_default=True)
@@ -208,7 +240,9 @@ def interpolate_cmd(a, b, steps, out, bundle, backend, device, precision):
     write_grid(out, rows)
 
 
-@click.command(name="serve", epilog=DEFAULTS_HELP)
+@click.command(name="serve", epilog=_help(
+    "dvgan serve                                     # http://127.0.0.1:8750",
+    "curl -s localhost:8750/health"))
 @engine_options
 @click.option("--index", "index_dir", default=None, help="Index folder for /query (default: the default index, if present).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (localhost only by default).")

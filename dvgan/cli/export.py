@@ -6,7 +6,16 @@ import logging
 
 import click
 
+from .. import __version__
 from .common import friendly_errors, verbosity
+
+EXPORT_EXAMPLES = """
+\b
+Examples:
+  dvgan-export runs/sprites                      # -> ./dvgan-out/bundle (encoder.onnx, decoder.onnx, ...)
+  dvgan-export runs/sprites --fp16 -o bundles/sprites
+  dvgan-export runs/sprites --trt fp16           # needs the [trt] extra and a GPU
+"""
 
 # The exporter's own libraries log every graph pass at INFO; keep -v for dvgan's messages.
 QUIET_LIBRARIES = ("onnxscript", "onnx_ir", "torch.onnx")
@@ -17,10 +26,11 @@ def _quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXPORT_EXAMPLES)
 @click.argument("source", metavar="RUN_DIR|CHECKPOINT", type=click.Path())
 @click.option("-o", "--out", "out_dir", type=click.Path(), default=None,
-              help="Bundle folder to write (default: RUN_DIR/bundle). An earlier bundle there is replaced.")
+              help="Bundle folder to write (default: $DVGAN_HOME/bundle, i.e. ./dvgan-out/bundle, where "
+                   "the engine's commands look). An earlier bundle there is replaced.")
 @click.option("--fp16", is_flag=True, help="Also write fp16 graphs (float32 IO), verified against fp32.")
 @click.option("--trt", type=click.Choice(["fp16", "fp32"]), default=None,
               help="Also build TensorRT plans from the fp16 or fp32 graphs (needs tensorrt and a GPU).")
@@ -30,6 +40,7 @@ def _quiet_libraries() -> None:
 @click.option("--no-verify", is_flag=True, help="Skip the numeric checks (the ONNX checker still runs).")
 @click.option("--timing-cache", type=click.Path(dir_okay=False), default=None,
               help="TensorRT timing cache file (default: per TensorRT version and GPU, in ~/.cache/dvgan).")
+@click.version_option(__version__, prog_name="dvgan-export")
 @verbosity
 @friendly_errors
 def main(source, out_dir, fp16, trt, opset, max_batch, no_verify, timing_cache):
@@ -79,7 +90,8 @@ def _summary(bundle: str, manifest: dict) -> list[str]:
     return lines
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings={"help_option_names": ["-h", "--help"]},
+               epilog="\b\nExamples:\n  dvgan info dvgan-out/bundle\n  dvgan info dvgan-out/bundle --json")
 @click.argument("bundle", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print manifest.json as it is.")
 @verbosity

@@ -31,9 +31,9 @@ TRT_PRECISIONS = ("fp16", "fp32")
 
 
 def default_out_dir(source: str) -> str:
-    """RUN_DIR/bundle for a run folder, or a 'bundle' folder beside a checkpoint file."""
-    source = os.path.abspath(source)
-    return os.path.join(source if os.path.isdir(source) else os.path.dirname(source), "bundle")
+    """$DVGAN_HOME/bundle (./dvgan-out/bundle): where the engine and its commands look by default."""
+    from ..engine import defaults
+    return defaults.bundle_dir()
 
 
 def _check_destination(out_dir: str) -> None:

@@ -1,0 +1,61 @@
+"""The command line as a user meets it: help, version, and train -> export -> query with no extra flags."""
+import os
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from dvgan import __version__
+from dvgan.cli.export import main as export_main
+from dvgan.cli.main import cli
+from dvgan.cli.train import main as train_main
+
+SUBCOMMANDS = ["demo", "train", "export", "info", "eval", "index", "query", "swap", "sample", "interpolate", "serve"]
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_every_command_has_help_with_examples(name):
+    res = CliRunner().invoke(cli, [name, "--help"])
+    assert res.exit_code == 0, res.output
+    assert "Usage:" in res.output
+    examples = res.output.split("Examples:")[1]
+    assert f"dvgan {name}" in examples or (name == "train" and "dvgan-train" in examples) \
+        or (name == "export" and "dvgan-export" in examples) or (name == "serve" and "curl" in examples)
+
+
+@pytest.mark.parametrize("command", [cli, train_main, export_main])
+def test_version(command):
+    res = CliRunner().invoke(command, ["--version"])
+    assert res.exit_code == 0 and __version__ in res.output
+
+
+def test_usage_error_exit_code_is_2():
+    res = CliRunner().invoke(train_main, ["--data", "nope:x", "--out", "x"])
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == ["error: unknown data spec 'nope:x': use sprites, sprites:PER_ID, "
+                                               "mnist:DIR or an existing folder"]
+
+
+def test_train_export_then_query_with_no_other_flag(tmp_path, monkeypatch):
+    """After a train and an export, `dvgan query --by specified img.png` needs nothing else."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DVGAN_HOME", raising=False)
+    runner = CliRunner()
+    res = runner.invoke(train_main, ["--data", "sprites:3", "--out", "runs/tiny", "--steps", "3", "--batch-size", "8",
+                                     "--s-dim", "8", "--z-dim", "8", "--set", "model.width=8",
+                                     "--set", "model.adv_width=8", "--set", "train.sample_every=0", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "trained 3 steps" in res.output
+    res = runner.invoke(export_main, ["runs/tiny"])
+    assert res.exit_code == 0, res.output
+    assert os.path.isfile("dvgan-out/bundle/manifest.json")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save("img.png")
+    res = runner.invoke(cli, ["query", "--by", "specified", "img.png", "-k", "3"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.strip().splitlines()
+    assert "indexing the bundle's training data (sprites:3)" in lines[0]
+    assert lines[1] == "img.png (by specified):" and len(lines) == 5
+    assert os.path.isfile("dvgan-out/index/index.json")
+    res = runner.invoke(cli, ["query", "--by", "unspecified", "img.png", "-k", "2"])  # reuses the saved index
+    assert res.exit_code == 0 and "indexing" not in res.output and len(res.output.strip().splitlines()) == 3
