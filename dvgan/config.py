@@ -53,6 +53,7 @@ class TrainConfig:
     gan_prior: bool = True        # adversarial term on Dec(z ~ N(0, I), s2)
     w_zadv: float = 0.0           # latent identity critic on mu (not in the paper; 0 = off)
     zadv_steps: int = 1           # latent critic updates per adversary step
+    w_zpair: float = 0.0          # pair critic on (mu1, mu1') vs (mu1, mu2) (not in the paper; 0 = off)
     real_label: float = 0.95      # one-sided label smoothing for the adversary's real target
     adv_every: int = 1            # generator steps per adversary step (the update ratio)
     seed: int = 0
@@ -68,7 +69,7 @@ class TrainConfig:
             raise UsageError("steps must be >= 1 and batch_size >= 2")
         if self.adv_every < 1 or self.zadv_steps < 1:
             raise UsageError(f"adv_every and zadv_steps must be >= 1, got {self.adv_every}, {self.zadv_steps}")
-        for name in ("w_recon", "w_swap_recon", "w_kl", "w_gan", "w_zadv", "lr", "adv_lr"):
+        for name in ("w_recon", "w_swap_recon", "w_kl", "w_gan", "w_zadv", "w_zpair", "lr", "adv_lr"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 < self.real_label <= 1.0:

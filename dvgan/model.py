@@ -123,6 +123,26 @@ class LatentAdversary(nn.Module):
         return self.net(mu)
 
 
+class PairCritic(nn.Module):
+    """Does a pair of unspecified codes come from one identity? (mu_a, mu_b) (B, z_dim) each -> logit (B,).
+
+    Not in the paper: an optional critic that needs no identity classes, so it works for any number
+    of identities and for identities never seen in training. The encoder is trained to leave it at
+    chance, which removes from z whatever makes two images of one identity recognisable as such.
+    """
+
+    def __init__(self, cfg, hidden: int = 256):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(cfg.z_dim, affine=False)
+        self.net = nn.Sequential(nn.Linear(2 * cfg.z_dim, hidden), nn.LeakyReLU(0.2),
+                                 nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
+
+    def forward(self, mu_a: torch.Tensor, mu_b: torch.Tensor) -> torch.Tensor:
+        b = mu_a.shape[0]
+        h = self.norm(torch.cat([mu_a, mu_b])).split(b)
+        return self.net(torch.cat([(h[0] - h[1]).abs(), h[0] * h[1]], dim=1)).squeeze(1)  # symmetric in a, b
+
+
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """z ~ N(mu, exp(logvar)); logvar is log(sigma^2)."""
     return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
@@ -150,9 +170,10 @@ class AutoEncoder(nn.Module):
         b = x1.shape[0]
         s, mu, logvar = self.encoder(torch.cat([x1, x1p, x2]))
         s1, s1p, s2 = s.split(b)
-        mu1, logvar1 = mu[:b], logvar[:b]
+        mu1, mu1p, mu2 = mu.split(b)
+        logvar1 = logvar[:b]
         z1 = reparameterize(mu1, logvar1)
         images = self.decoder(torch.cat([s1, s1p, s2, s2]), torch.cat([z1, z1, z1, z_prior]))
         x11, x11p, x12, xp2 = images.split(b)
         return {"x11": x11, "x11p": x11p, "x12": x12, "xp2": xp2,
-                "mu1": mu1, "logvar1": logvar1, "s1": s1, "s2": s2}
+                "mu1": mu1, "mu1p": mu1p, "mu2": mu2, "logvar1": logvar1, "s1": s1, "s2": s2}

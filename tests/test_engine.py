@@ -89,6 +89,38 @@ def test_batched_equals_one_at_a_time(bundle, images, backend):
     assert not np.allclose(samples, eng.sample(spec, 5, seed=4))
 
 
+class _HostPath:
+    """A backend seen without its fused swap: the engine falls back to host codes and max_batch chunks."""
+
+    def __init__(self, backend):
+        self.encode, self.decode, self.describe = backend.encode, backend.decode, backend.describe
+
+
+def test_fused_swap_equals_host_path(bundle, images, monkeypatch):
+    from dvgan.engine import Engine, torch_backend
+    fused, host = Engine.load(bundle, "torch", "cpu"), Engine.load(bundle, "torch", "cpu")
+    host.backend, host.max_batch = _HostPath(host.backend), 3
+    fused.backend.chunk = 2  # several encoder and decoder calls per request ...
+    monkeypatch.setattr(torch_backend, "OUT_BYTES", 3 * images[:1].nbytes)  # ... and several copies out
+
+    def no_host_codes(*args):
+        raise AssertionError("the fused path went through the host encode or decode")
+    monkeypatch.setattr(fused.backend, "encode", no_host_codes)
+    monkeypatch.setattr(fused.backend, "decode", no_host_codes)
+    spec, unspec = images[:5], images[3:7]
+    for args, kw in (((spec, unspec), {"grid": True}), ((spec[:4], unspec), {}), ((spec[0], unspec), {}),
+                     ((spec, unspec[1]), {})):
+        got, want = fused.swap(*args, **kw), host.swap(*args, **kw)
+        assert got.shape == want.shape and got.dtype == np.float32
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    got, want = fused.sample(spec, 7, seed=2), host.sample(spec, 7, seed=2)
+    assert got.shape == (5, 7, 3, 32, 32)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    ort = Engine.load(bundle, "onnxruntime", "cpu")
+    assert not hasattr(ort.backend, "swap")  # its graphs' batch profile keeps it on max_batch chunks
+    np.testing.assert_allclose(ort.swap(spec, unspec, grid=True), fused.swap(spec, unspec, grid=True), atol=ATOL)
+
+
 def test_interpolate_grid(engines, images):
     eng = engines["onnxruntime"]
     grid = eng.interpolate(images[0], images[5], steps=4)
@@ -129,6 +161,11 @@ def test_input_errors(engines, tmp_path):
         eng.encode(np.zeros((2, 3, 16, 16), np.float32))
     with pytest.raises(InputError, match=r"\[-1, 1\]"):
         eng.encode(np.full((1, 3, 32, 32), 255.0, np.float32))
+    for bad in (np.nan, np.inf, -np.inf):
+        x = np.zeros((2, 3, 32, 32), np.float32)
+        x[1, 2, 3, 4] = bad
+        with pytest.raises(InputError, match="NaN or infinity"):
+            eng.encode(x)
     with pytest.raises(InputError, match="C = 1, 3 or 4"):
         eng.encode(np.zeros((32, 32, 5), np.uint8))
     with pytest.raises(UsageError, match="cannot use"):

@@ -69,11 +69,33 @@ def test_approximate_reaches_target_recall(method):
     assert measured >= 0.85, measured
 
 
+def test_tune_takes_smallest_nprobe_whose_lower_bound_meets_target():
+    import faiss
+    g, q = clustered(5000, 32, 21), clustered(400, 32, 22)
+    index = S.new_faiss_index("ivf", 32, len(g))
+    S.train_if_needed(index, g)
+    index.add(g)
+    exact = S.numpy_topk(g, q, 10)[1]
+
+    def bounds(nprobe):  # the obvious version: per-query recall, its mean and mean - TUNE_Z standard errors
+        faiss.extract_index_ivf(index).nprobe = nprobe
+        per = np.array([len(set(a) & set(e)) / 10 for a, e in zip(index.search(q, 10)[1], exact)])
+        return per.mean(), per.mean() - S.TUNE_Z * per.std(ddof=1) / np.sqrt(len(per))
+
+    got = S.tune(index, g, q, k=10, target=0.9)
+    assert faiss.extract_index_ivf(index).nprobe == got["value"]  # left set on the index
+    mean, low = bounds(got["value"])
+    assert got["recall"] == pytest.approx(mean, abs=1e-4) and got["recall_low"] == pytest.approx(low, abs=1e-4)
+    assert low >= 0.9 and mean - low > 0.005  # the margin is real, not zero
+    assert got["value"] == 1 or bounds(got["value"] - 1)[1] < 0.9  # and no smaller nprobe meets it
+
+
 def test_recall_at_k_reference():
     exact = np.array([[0, 1, 2, 3], [4, 5, 6, 7]])
     approx = np.array([[0, 1, 9, 3], [4, 8, 9, 7]])
     assert S.recall_at_k(approx, exact, 3) == pytest.approx((2 + 1) / 6)
     assert S.recall_at_k(approx, exact, 3, self_ids=np.array([0, 4])) == pytest.approx((2 + 1) / 6)
+    np.testing.assert_allclose(S.recall_per_query(approx, exact, 3), [2 / 3, 1 / 3])
 
 
 def test_build_index_tunes_on_held_out_codes(engines):  # noqa: F811

@@ -68,12 +68,28 @@ def test_latent_critic_moves_with_the_adversary_only(tmp_path):
     ae, lat = t.autoencoder, t.latent
     batch = t.batch()
     lat_before = _snapshot(lat)
-    terms, fake, mu1 = generator_step(ae, t.adversary, t.opt_gen, t.train_cfg, batch, 8, latent=lat)
+    terms, fake, codes = generator_step(ae, t.adversary, t.opt_gen, t.train_cfg, batch, 8, latent=lat)
     assert "zadv_gen" in terms and _moved(lat_before, lat) == set()
     ae_before = _snapshot(ae)
-    out = adversary_step(t.adversary, t.opt_adv, t.train_cfg, fake, batch, latent=lat, mu1=mu1)
+    out = adversary_step(t.adversary, t.opt_adv, t.train_cfg, fake, batch, latent=lat, codes=codes)
     assert _moved(lat_before, lat) == set(lat_before) and _moved(ae_before, ae) == set()
     assert "zadv" in out
+
+
+def test_pair_critic_moves_with_the_adversary_only(tmp_path):
+    t = Trainer(tiny_model_config(), tiny_train_config(w_zpair=1.0), {"spec": "sprites:3"}, str(tmp_path), device="cpu")
+    ae, pair = t.autoencoder, t.pair
+    batch = t.batch()
+    pair_before = _snapshot(pair)
+    terms, fake, codes = generator_step(ae, t.adversary, t.opt_gen, t.train_cfg, batch, 8, pair=pair)
+    assert "zpair_gen" in terms and _moved(pair_before, pair) == set()
+    assert set(codes) == {"mu1", "mu1p", "mu2"} and not codes["mu2"].requires_grad
+    ae_before = _snapshot(ae)
+    out = adversary_step(t.adversary, t.opt_adv, t.train_cfg, fake, batch, codes=codes, pair=pair)
+    assert _moved(pair_before, pair) == set(pair_before) and _moved(ae_before, ae) == set()
+    assert 0.0 <= float(out["zpair_acc"]) <= 1.0
+    t.train_step()  # and through the trainer, with resume state
+    assert t.state_dict()["pair_critic"]
 
 
 def test_update_ratio(tmp_path):

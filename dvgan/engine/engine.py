@@ -2,8 +2,10 @@
 
 All methods take images in any form ``dvgan.engine.inputs.to_batch`` accepts and return float32 numpy
 arrays; images come back in [-1, 1] as (..., C, H, W) (``to_uint8`` converts). Work is cut into batches
-of at most the bundle's max_batch; every call's result equals the concatenation of one-image calls
-within float tolerance (BatchNorm runs in inference mode, so rows never interact).
+of at most the bundle's max_batch (the ONNX and TensorRT graphs' batch profile); swap and sample on the
+torch backend run fused on its device in chunks of its own (torch_backend.SWAP_CHUNK). Every call's
+result equals the concatenation of one-image calls within float tolerance (BatchNorm runs in inference
+mode, so rows never interact).
 
 Threading: an Engine holds no mutable state after load and no global state at all; any method may be
 called from many threads at once. The backend's own notes (torch_backend, ort_backend, trt_backend)
@@ -89,11 +91,15 @@ class Engine:
 
     def encode(self, images) -> Codes:
         """images -> Codes(s (N, s_dim), mu (N, z_dim), logvar (N, z_dim))."""
-        x = self.preprocess(images)
+        return self._encode(self.preprocess(images))
+
+    def _encode(self, x: np.ndarray) -> Codes:
         if not len(x):
             return Codes(np.zeros((0, self.s_dim), np.float32), np.zeros((0, self.z_dim), np.float32),
                          np.zeros((0, self.z_dim), np.float32))
         parts = [self.backend.encode(x[a:b]) for a, b in self._chunks(len(x))]
+        if len(parts) == 1:
+            return Codes(*parts[0])
         return Codes(*(np.concatenate([p[i] for p in parts]) for i in range(3)))
 
     def decode(self, s, z) -> np.ndarray:
@@ -101,9 +107,27 @@ class Engine:
         s, z = to_codes("s", s, self.s_dim), to_codes("z", z, self.z_dim)
         if len(s) != len(z):
             raise UsageError(f"s and z must have the same number of rows, got {len(s)} and {len(z)}")
+        return self._decode(s, z)
+
+    def _decode(self, s: np.ndarray, z: np.ndarray) -> np.ndarray:
         if not len(s):
             return np.zeros((0, self.channels, self.image_size, self.image_size), np.float32)
-        return np.concatenate([self.backend.decode(s[a:b], z[a:b]) for a, b in self._chunks(len(s))])
+        parts = [self.backend.decode(s[a:b], z[a:b]) for a, b in self._chunks(len(s))]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _recombine(self, x_s: np.ndarray, s_rows: np.ndarray, z_rows: np.ndarray, *,
+                   x_z: np.ndarray | None = None, z: np.ndarray | None = None) -> np.ndarray:
+        """Dec(s(x_s)[s_rows], u[z_rows]) with u = mu(x_z), or u = z when z is given -> (len(s_rows), C, H, W).
+
+        A backend with a fused ``swap`` (torch) keeps the codes on its device; the others encode to host
+        arrays and decode them in max_batch chunks, which their graphs' batch profile requires.
+        """
+        fused = getattr(self.backend, "swap", None)
+        if fused is not None:
+            return fused(x_s, s_rows, z_rows, x_z=x_z, z=z)
+        s = self._encode(x_s).s
+        u = self._encode(x_z).mu if x_z is not None else z
+        return self._decode(s[s_rows], u[z_rows])
 
     # -- the questions the model answers -----------------------------------------------------------
 
@@ -114,19 +138,18 @@ class Engine:
         -> (max(M, N), C, H, W). grid=True: every pair -> (N, M, C, H, W), cell [i, j] = Dec(s_j, mu_i),
         the paper's Fig. 2a (rows keep a z, columns keep an s).
         """
-        s = self.encode(specified).s
-        mu = self.encode(unspecified).mu
-        m, n = len(s), len(mu)
+        x_s, x_z = self.preprocess(specified), self.preprocess(unspecified)
+        m, n = len(x_s), len(x_z)
         if not m or not n:
             raise UsageError("swap needs at least one specified and one unspecified image")
         if grid:
-            out = self.decode(np.tile(s, (n, 1)), np.repeat(mu, m, axis=0))
+            out = self._recombine(x_s, np.tile(np.arange(m), n), np.repeat(np.arange(n), m), x_z=x_z)
             return out.reshape(n, m, *out.shape[1:])
         if m != n and 1 not in (m, n):
             raise UsageError(f"swap pairs images one to one or one to many; got {m} specified and "
                              f"{n} unspecified (use grid=True for every pair)")
         k = max(m, n)
-        return self.decode(np.repeat(s, k // m, axis=0), np.repeat(mu, k // n, axis=0))
+        return self._recombine(x_s, np.repeat(np.arange(m), k // m), np.repeat(np.arange(n), k // n), x_z=x_z)
 
     def sample(self, specified, n: int, seed: int = 0) -> np.ndarray:
         """Conditional generation: Dec(s of each image, z ~ N(0, I)) -> (M, n, C, H, W).
@@ -136,13 +159,14 @@ class Engine:
         """
         if int(n) < 1:
             raise UsageError(f"n must be >= 1, got {n}")
-        s = self.encode(specified).s
-        m = len(s)
+        n = int(n)
+        x_s = self.preprocess(specified)
+        m = len(x_s)
         if not m:
             raise UsageError("sample needs at least one specified image")
-        z = np.random.default_rng(seed).standard_normal((int(n), self.z_dim), dtype=np.float32)
-        out = self.decode(np.repeat(s, n, axis=0), np.tile(z, (m, 1)))
-        return out.reshape(m, int(n), *out.shape[1:])
+        z = np.random.default_rng(seed).standard_normal((n, self.z_dim), dtype=np.float32)
+        out = self._recombine(x_s, np.repeat(np.arange(m), n), np.tile(np.arange(n), m), z=z)
+        return out.reshape(m, n, *out.shape[1:])
 
     def interpolate(self, a, b, steps: int = 8) -> np.ndarray:
         """The paper's Fig. 2b: (steps, steps, C, H, W); row i keeps z = lerp(mu_a, mu_b, t_i), column j

@@ -40,7 +40,7 @@ FORMAT_VERSION = 1
 BY = {"specified": "s", "unspecified": "mu"}  # the two retrieval questions and the code each searches
 SEARCH_DEVICES = ("auto", "cpu", "cuda")
 ENCODE_CHUNK = 4096  # images decoded and encoded at a time while building
-TUNE_QUERIES = 500   # held-out gallery codes an approximate index is tuned on
+TUNE_QUERIES = 1000  # held-out gallery codes an approximate index is tuned on
 DATA_FILES = ("specified.faiss", "unspecified.faiss", "items.json")  # checksummed in index.json
 
 
@@ -134,8 +134,9 @@ class CodeIndex:
                            None if labels is None else labels[i:i + ENCODE_CHUNK])
 
     def tune(self, queries: dict, k: int = 10, target: float = 0.95) -> dict:
-        """For ivf / hnsw: set the smallest nprobe / efSearch reaching recall@k >= target on held-out
-        queries ({"specified": s codes, "unspecified": mu codes} not in the index); record it."""
+        """For ivf / hnsw: set the smallest nprobe / efSearch whose recall@k on held-out queries
+        ({"specified": s codes, "unspecified": mu codes} not in the index) reaches target with a margin
+        of search.TUNE_Z standard errors (search.tune); record it."""
         if self.method == "flat":
             return {}
         with self.lock:
@@ -337,8 +338,9 @@ def encode_data(engine, spec: str) -> Gallery:
 
 def build_index(engine, gallery: Gallery, *, method: str = "flat", target_recall: float = 0.95,
                 device: str = "auto") -> CodeIndex:
-    """Index a gallery's s and mu codes; approximate methods are tuned to target_recall@10 against
-    exact search on held-out gallery codes, and the measured recall is kept in index.meta["tuning"]."""
+    """Index a gallery's s and mu codes; approximate methods are tuned to target_recall@10 (with
+    search.tune's confidence margin) against exact search on up to TUNE_QUERIES held-out gallery codes,
+    and the measured recall and its lower bound are kept in index.meta["tuning"]."""
     if not len(gallery.paths):
         raise UsageError("the gallery is empty")
     if not 0.0 < target_recall <= 1.0:

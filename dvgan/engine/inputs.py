@@ -62,10 +62,12 @@ def _float_batch(arr: np.ndarray, size: int, channels: int) -> np.ndarray:
     if x.shape[2:] != (size, size):
         raise InputError(f"float images are {x.shape[2]}x{x.shape[3]} but the model takes {size}x{size}; "
                          "pass uint8 images or files to have them resized")
-    if x.size and not np.isfinite(x).all():
-        raise InputError("float images contain NaN or infinity")
-    if x.size and (x.min() < -1 - RANGE_SLACK or x.max() > 1 + RANGE_SLACK):
-        raise InputError(f"float images must be in [-1, 1], got values in [{x.min():.3g}, {x.max():.3g}]")
+    if x.size:
+        lo, hi = float(x.min()), float(x.max())  # NaN propagates through min and max: two passes, not three
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise InputError("float images contain NaN or infinity")
+        if lo < -1 - RANGE_SLACK or hi > 1 + RANGE_SLACK:
+            raise InputError(f"float images must be in [-1, 1], got values in [{lo:.3g}, {hi:.3g}]")
     return np.ascontiguousarray(x)
 
 

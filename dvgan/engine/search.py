@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 METHODS = ("flat", "ivf", "hnsw")
 HNSW_M = 32
+TUNE_Z = 3.0  # standard errors of the mean recall kept above the tuning target
 TORCH_BLOCK = 1 << 28  # distance-matrix elements per torch step (1 GiB of float32)
 
 
@@ -137,53 +138,70 @@ def set_effort(index, value: int) -> None:
         index.hnsw.efSearch = int(value)
 
 
-def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray, k: int, self_ids: np.ndarray | None = None) -> float:
-    """Mean fraction of the exact top-k found in the approximate top-k (self matches removed first)."""
-    hits = 0
+def recall_per_query(approx_ids: np.ndarray, exact_ids: np.ndarray, k: int,
+                     self_ids: np.ndarray | None = None) -> np.ndarray:
+    """(Q,) fraction of each query's exact top-k found in its approximate top-k (self matches removed first)."""
+    out = np.empty(len(exact_ids))
     for row, (a, e) in enumerate(zip(approx_ids, exact_ids)):
         if self_ids is not None:
             a, e = a[a != self_ids[row]], e[e != self_ids[row]]
-        hits += len(set(a[:k].tolist()) & set(e[:k].tolist()))
-    return hits / (k * len(exact_ids))
+        out[row] = len(set(a[:k].tolist()) & set(e[:k].tolist())) / k
+    return out
 
 
-def tune(index, vectors: np.ndarray, queries: np.ndarray, k: int = 10, target: float = 0.95) -> dict:
-    """Smallest nprobe / efSearch whose recall@k reaches target; sets it on index and reports it.
+def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray, k: int, self_ids: np.ndarray | None = None) -> float:
+    """Mean fraction of the exact top-k found in the approximate top-k (self matches removed first)."""
+    return float(recall_per_query(approx_ids, exact_ids, k, self_ids).mean())
+
+
+def tune(index, vectors: np.ndarray, queries: np.ndarray, k: int = 10, target: float = 0.95,
+         exact: np.ndarray | None = None) -> dict:
+    """Smallest nprobe / efSearch whose recall@k on queries reaches target with confidence; sets it on
+    index and reports it.
 
     vectors: the codes index holds (for the exact answers); queries: codes NOT in the index, drawn
     like them. (A code of the index as its own query flatters graph indexes, which start next to it.)
+    exact: the exact top-k ids of queries, when the caller has them already.
+
+    The criterion is the lower confidence bound of the mean recall, mean - TUNE_Z * standard error
+    over the queries, not the mean itself: the smallest setting whose sample mean just clears the
+    target is picked for its luck on these queries, and fresh queries then land under the target.
     """
     import faiss
     k = min(k, len(vectors))
     q = np.ascontiguousarray(queries, np.float32)
-    flat = faiss.IndexFlatL2(vectors.shape[1])
-    flat.add(np.ascontiguousarray(vectors, np.float32))
-    _, exact = flat.search(q, k)
+    if exact is None:
+        flat = faiss.IndexFlatL2(vectors.shape[1])
+        flat.add(np.ascontiguousarray(vectors, np.float32))
+        _, exact = flat.search(q, k)
     is_hnsw = isinstance(index, faiss.IndexHNSW)
     limit = 4096 if is_hnsw else faiss.extract_index_ivf(index).nlist
 
     def measure(value):
         set_effort(index, value)
         _, got = index.search(q, k)
-        return recall_at_k(got, exact, k)
+        per = recall_per_query(got, exact, k)
+        spread = per.std(ddof=1) / math.sqrt(len(per)) if len(per) > 1 else 0.0
+        return float(per.mean()), float(per.mean() - TUNE_Z * spread)
 
     lo, value = (k - 1 if is_hnsw else 0), (max(16, k) if is_hnsw else 1)
-    recall = measure(value)
-    while recall < target and value < limit:  # double until the target is met ...
+    recall, low = measure(value)
+    while low < target and value < limit:  # double until the target is met ...
         lo, value = value, min(limit, value * 2)
-        recall = measure(value)
-    while recall >= target and value - lo > 1:  # ... then bisect down to the smallest value that meets it
+        recall, low = measure(value)
+    while low >= target and value - lo > 1:  # ... then bisect down to the smallest value that meets it
         mid = (lo + value) // 2
-        r = measure(mid)
-        if r >= target:
-            value, recall = mid, r
+        r, r_low = measure(mid)
+        if r_low >= target:
+            value, recall, low = mid, r, r_low
         else:
             lo = mid
     set_effort(index, value)
-    if recall < target:
-        log.warning("index reaches recall@%d %.3f at most, under the target %.2f", k, recall, target)
+    if low < target:
+        log.warning("index reaches recall@%d %.3f (lower bound %.3f) at most, under the target %.2f",
+                    k, recall, low, target)
     return {"param": "efSearch" if is_hnsw else "nprobe", "value": value, "recall": round(recall, 4),
-            "k": k, "queries": len(q), "target": target}
+            "recall_low": round(low, 4), "k": k, "queries": len(q), "target": target}
 
 
 def require_faiss():
@@ -194,4 +212,5 @@ def require_faiss():
 
 
 __all__ = ["METHODS", "numpy_topk", "torch_topk", "faiss_gpu_problem", "torch_cuda_available",
-           "new_faiss_index", "ivf_nlist", "train_if_needed", "set_effort", "recall_at_k", "tune", "require_faiss"]
+           "new_faiss_index", "ivf_nlist", "train_if_needed", "set_effort", "recall_per_query", "recall_at_k", "tune",
+           "require_faiss"]

@@ -15,7 +15,7 @@ import torch.distributed as dist
 from .. import data as data_mod
 from ..errors import RuntimeFailure, UsageError
 from ..config import ModelConfig, TrainConfig, from_dict, to_dict
-from ..model import Adversary, AutoEncoder, LatentAdversary
+from ..model import Adversary, AutoEncoder, LatentAdversary, PairCritic
 from .checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from .sampler import TripletSampler
 from .step import Batch, adversary_step, generator_step
@@ -88,15 +88,18 @@ class Trainer:
         self.adversary = Adversary(self.model_cfg).to(self.device)
         self.opt_gen = _optimizer(self.autoencoder.parameters(), train_cfg.lr, train_cfg)
         self.latent = LatentAdversary(self.model_cfg).to(self.device) if train_cfg.w_zadv > 0 else None
-        critic_params = list(self.adversary.parameters()) + (list(self.latent.parameters()) if self.latent else [])
+        self.pair = PairCritic(self.model_cfg).to(self.device) if train_cfg.w_zpair > 0 else None
+        critic_params = [p for m in (self.adversary, self.latent, self.pair) if m is not None for p in m.parameters()]
         self.opt_adv = _optimizer(critic_params, train_cfg.adv_lr, train_cfg)
-        self.ae_run, self.adv_run, self.latent_run = self.autoencoder, self.adversary, self.latent
+        self.ae_run, self.adv_run = self.autoencoder, self.adversary
+        self.latent_run, self.pair_run = self.latent, self.pair
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ae_run = DDP(self.autoencoder, device_ids=ids)
             self.adv_run = DDP(self.adversary, device_ids=ids)
             self.latent_run = DDP(self.latent, device_ids=ids) if self.latent else None
+            self.pair_run = DDP(self.pair, device_ids=ids) if self.pair else None
         self.step = 0
         amp = train_cfg.amp and self.device.type == "cuda" and torch.cuda.is_bf16_supported()
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
@@ -110,15 +113,16 @@ class Trainer:
     def train_step(self) -> dict:
         """One Algorithm 1 iteration; returns the loss terms as floats."""
         cfg = self.train_cfg
-        for m in (self.autoencoder, self.adversary, self.latent):
+        for m in (self.autoencoder, self.adversary, self.latent, self.pair):
             if m is not None:
                 m.train()
         batch = self.batch()
-        terms, x12, mu1 = generator_step(self.ae_run, self.adversary, self.opt_gen, cfg, batch,
-                                         self.model_cfg.z_dim, self.latent, self.autocast)
-        if (cfg.w_gan > 0 or self.latent is not None) and self.step % cfg.adv_every == 0:
-            terms.update(adversary_step(self.adv_run, self.opt_adv, cfg, x12, batch, self.latent_run, mu1,
-                                        self.autocast))
+        terms, x12, codes = generator_step(self.ae_run, self.adversary, self.opt_gen, cfg, batch,
+                                           self.model_cfg.z_dim, self.latent, self.pair, self.autocast)
+        critics = cfg.w_gan > 0 or self.latent is not None or self.pair is not None
+        if critics and self.step % cfg.adv_every == 0:
+            terms.update(adversary_step(self.adv_run, self.opt_adv, cfg, x12, batch, self.latent_run, codes,
+                                        self.pair_run, self.autocast))
         self.step += 1
         out = {k: float(v) for k, v in terms.items()}
         bad = [k for k, v in out.items() if not math.isfinite(v)]
@@ -139,6 +143,7 @@ class Trainer:
             "decoder": self.autoencoder.decoder.state_dict(),
             "adversary": self.adversary.state_dict(),
             "latent_adversary": self.latent.state_dict() if self.latent else {},
+            "pair_critic": self.pair.state_dict() if self.pair else {},
             "opt_gen": self.opt_gen.state_dict(),
             "opt_adv": self.opt_adv.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "sampler": self.sampler.state_dict()["generator"],
@@ -151,6 +156,8 @@ class Trainer:
         self.adversary.load_state_dict(state["adversary"])
         if self.latent is not None:
             self.latent.load_state_dict(state["latent_adversary"])
+        if self.pair is not None:
+            self.pair.load_state_dict(state["pair_critic"])
         self.opt_gen.load_state_dict(state["opt_gen"])
         self.opt_adv.load_state_dict(state["opt_adv"])
         self.step = int(state["step"])

@@ -25,14 +25,21 @@ def _requires_grad(modules, flag: bool) -> None:
             p.requires_grad_(flag)
 
 
-def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, latent=None, autocast=None):
+def _pair_logits(pair, codes):
+    """The pair critic on (mu1, mu1') (same identity) and (mu1, mu2) (different): logits (2B,)."""
+    return pair(torch.cat([codes["mu1"], codes["mu1"]]), torch.cat([codes["mu1p"], codes["mu2"]]))
+
+
+def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, latent=None, pair=None,
+                   autocast=None):
     """Update encoder and decoder on a batch of triplets; the critics' weights stay frozen.
 
-    autoencoder: the AutoEncoder (possibly DDP-wrapped); adversary, latent: the plain critic modules
-    (latent only when cfg.w_zadv > 0). Returns (loss terms as 0-dim tensors, detached Dec(z1, s2), mu1).
+    autoencoder: the AutoEncoder (possibly DDP-wrapped); adversary, latent, pair: the plain critic
+    modules (latent only when cfg.w_zadv > 0, pair only when cfg.w_zpair > 0).
+    Returns (loss terms as 0-dim tensors, detached Dec(z1, s2), detached codes {mu1, mu1p, mu2}).
     """
     autocast = autocast or contextlib.nullcontext
-    critics = [m for m in (adversary, latent) if m is not None]
+    critics = [m for m in (adversary, latent, pair) if m is not None]
     use_gan = cfg.w_gan > 0 and (cfg.gan_swap or cfg.gan_prior)
     _requires_grad(critics, False)
     x1 = batch.x1
@@ -40,7 +47,8 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
     with autocast():
         out = autoencoder(x1, batch.x1p, batch.x2, z_prior)
     x11, x11p, x12, xp2 = (out[k].float() for k in ("x11", "x11p", "x12", "xp2"))
-    mu1 = out["mu1"].float()
+    codes = {k: out[k].float() for k in ("mu1", "mu1p", "mu2")}
+    mu1 = codes["mu1"]
     terms = {
         "recon": F.mse_loss(x11, x1),
         "swap_recon": F.mse_loss(x11p, x1),
@@ -60,22 +68,29 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
         # Push the latent critic's prediction towards uniform: bounded, unlike maximising its loss.
         terms["zadv_gen"] = -F.log_softmax(latent(mu1), dim=1).mean()
         loss = loss + cfg.w_zadv * terms["zadv_gen"]
+    if pair is not None and cfg.w_zpair > 0:
+        # Leave the pair critic at chance: target 1/2 whether or not the pair shares an identity.
+        logits = _pair_logits(pair, codes)
+        terms["zpair_gen"] = F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, 0.5))
+        loss = loss + cfg.w_zpair * terms["zpair_gen"]
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     _requires_grad(critics, True)
     result = {k: v.detach() for k, v in terms.items()}
     result["loss"] = loss.detach()
-    return result, x12.detach(), mu1.detach()
+    return result, x12.detach(), {k: v.detach() for k, v in codes.items()}
 
 
-def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, mu1=None, autocast=None) -> dict:
+def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=None, pair=None,
+                   autocast=None) -> dict:
     """Update the critics. Image adversary: fake = Dec(z1, s2) judged as not id2, real = x2 as id2.
 
-    The encoder and decoder are untouched: fake and mu1 arrive detached. One forward over [fake; real]
+    The encoder and decoder are untouched: fake and codes arrive detached. One forward over [fake; real]
     so a DDP-wrapped adversary sees a single call per step. The latent critic, when given, learns
-    to read id1 from mu1.
+    to read id1 from mu1; the pair critic learns to tell (mu1, mu1') from (mu1, mu2).
     """
+    mu1 = None if codes is None else codes["mu1"]
     autocast = autocast or contextlib.nullcontext
     b, ids = fake.shape[0], batch.id2
     with autocast():
@@ -90,6 +105,13 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, mu1=Non
         loss = loss + zloss
         result["zadv"] = zloss.detach()
         result["zadv_acc"] = (zlogits.argmax(1) == batch.id1).float().mean()
+    if pair is not None and codes is not None:
+        plogits = _pair_logits(pair, codes)
+        same = torch.cat([torch.ones(b, device=plogits.device), torch.zeros(b, device=plogits.device)])
+        ploss = F.binary_cross_entropy_with_logits(plogits, same)
+        loss = loss + ploss
+        result["zpair"] = ploss.detach()
+        result["zpair_acc"] = ((plogits > 0).float() == same).float().mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
