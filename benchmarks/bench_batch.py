@@ -4,7 +4,8 @@
 
 The default model (random weights) on this machine's CPU. swap at batch B: B specified and B
 unspecified images, paired (encodes 2B images, decodes B); sample at batch B: one image, n = B.
-Batches over the bundle's max_batch (256) are cut by the engine. Median of --reps calls.
+Batches over the bundle's max_batch (256) are cut by the engine, except that the torch backend's fused
+swap and sample take torch_backend.SWAP_CHUNK rows per call. Median of --reps calls.
 """
 from __future__ import annotations
 

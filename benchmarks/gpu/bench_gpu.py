@@ -7,7 +7,9 @@ faiss, tensorrt and onnxscript (for an ONNX export) are used when present and re
 
 The model is the default recipe with random weights (speed does not depend on them). The baseline is the
 obvious eager code: numpy in, Encoder/Decoder fp32 on the GPU, numpy out. Engine rows go through
-Engine.swap with the same numpy IO. Each number is the median of --reps calls after warm-up.
+Engine.swap with the same numpy IO: the torch backend's fused swap (codes stay on the device), and
+once, for comparison, the path without it ("host codes": encode to numpy, decode in max_batch chunks).
+Each number is the median of --reps calls after warm-up.
 The card's name and a short table are printed last, and written to $OUT/gpu_results.txt when OUT is set.
 """
 from __future__ import annotations
@@ -50,6 +52,13 @@ def timed(fn, reps: int, sync) -> float:
     return statistics.median(times)
 
 
+class HostCodes:
+    """The torch backend without its fused swap: Engine.swap then encodes to host numpy and decodes."""
+
+    def __init__(self, backend):
+        self.encode, self.decode, self.describe = backend.encode, backend.decode, backend.describe
+
+
 def make_model(work: str, device: str):
     """A random default-recipe model written as model.pt, and an Engine factory over it (torch backend)."""
     cfg = ModelConfig()
@@ -60,9 +69,9 @@ def make_model(work: str, device: str):
     manifest = base_manifest(to_dict(cfg), opset=18, max_batch=MAX_BATCH, source={"step": 0}, resize="bilinear")
     manifest["files"] = {}
 
-    def engine(precision="fp32", graphs=False):
+    def engine(precision="fp32", graphs=False, fused=True):
         backend = TorchBackend(work, device, precision, graphs, MAX_BATCH)
-        return Engine(work, manifest, "random-weights", Choice(backend))
+        return Engine(work, manifest, "random-weights", Choice(backend if fused else HostCodes(backend)))
 
     return cfg, enc.to(device), dec.to(device), engine
 
@@ -158,14 +167,16 @@ def main():
         rows = {"torch eager fp32 (baseline)": {b: b / timed(lambda: base(pool[:b], pool[b:2 * b]), args.reps, sync)
                                                 for b in batches}}
         print(rows, flush=True)
-        variants = [("engine torch fp32", "fp32", False), ("engine torch bf16", "bf16", False)]
+        variants = [("engine torch fp32, host codes", "fp32", False, False), ("engine torch fp32", "fp32", False, True),
+                    ("engine torch bf16", "bf16", False, True)]
         if gpu:
-            variants += [("engine torch fp16", "fp16", False), ("engine torch fp16 + CUDA graphs", "fp16", True),
-                         ("engine torch bf16 + CUDA graphs", "bf16", True)]
+            variants += [("engine torch fp16", "fp16", False, True),
+                         ("engine torch fp16 + CUDA graphs", "fp16", True, True),
+                         ("engine torch bf16 + CUDA graphs", "bf16", True, True)]
         ref = base(pool[:64], pool[64:128])
-        for name, precision, graphs in variants:
+        for name, precision, graphs, fused in variants:
             try:
-                eng = engine(precision, graphs)
+                eng = engine(precision, graphs, fused)
                 err = float(np.abs(eng.swap(pool[:64], pool[64:128]) - ref).max())
                 rows[name] = {b: b / timed(lambda: eng.swap(pool[:b], pool[b:2 * b]), args.reps, sync) for b in batches}
                 notes.append(f"{name}: max |swap - fp32 eager| = {err:.2e} over 64 pairs")
