@@ -54,6 +54,8 @@ class TrainConfig:
     w_zadv: float = 0.0           # latent identity critic on mu (not in the paper; 0 = off)
     zadv_steps: int = 1           # latent critic updates per adversary step
     w_zpair: float = 0.0          # pair critic on (mu1, mu1') vs (mu1, mu2) (not in the paper; 0 = off)
+    adv_mismatch: bool = False    # also show the adversary real images under another identity's label, as
+                                  # fakes (matching-aware discriminator, Reed et al. 2016; not in the paper)
     real_label: float = 0.95      # one-sided label smoothing for the adversary's real target
     adv_every: int = 1            # generator steps per adversary step (the update ratio)
     seed: int = 0

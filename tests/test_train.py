@@ -92,6 +92,21 @@ def test_pair_critic_moves_with_the_adversary_only(tmp_path):
     assert t.state_dict()["pair_critic"]
 
 
+def test_mismatched_real_images_are_fakes_for_the_adversary(tmp_path, monkeypatch):
+    t = Trainer(tiny_model_config(), tiny_train_config(adv_mismatch=True), {"spec": "sprites:3"}, str(tmp_path), device="cpu")
+    seen = []
+    real_forward = t.adversary.forward
+    monkeypatch.setattr(t.adversary, "forward", lambda x, ids: seen.append((x.detach(), ids)) or real_forward(x, ids))
+    batch = t.batch()
+    _, fake, _ = generator_step(t.autoencoder, t.adversary, t.opt_gen, t.train_cfg, batch, 8)
+    seen.clear()
+    out = adversary_step(t.adversary, t.opt_adv, t.train_cfg, fake, batch)
+    (x, ids), = seen
+    b = batch.x1.shape[0]
+    assert torch.equal(x[2 * b:], batch.x1) and torch.equal(ids[2 * b:], batch.id2)  # x1 shown as id2
+    assert "adv_mismatch_acc" in out
+
+
 def test_update_ratio(tmp_path):
     t = Trainer(tiny_model_config(), tiny_train_config(adv_every=2), {"spec": "sprites:3"}, str(tmp_path), device="cpu")
     assert "adv" in t.train_step()       # step 0

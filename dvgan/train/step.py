@@ -93,10 +93,14 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
     mu1 = None if codes is None else codes["mu1"]
     autocast = autocast or contextlib.nullcontext
     b, ids = fake.shape[0], batch.id2
+    images, labels = [fake, batch.x2], [ids, ids]
+    if cfg.adv_mismatch:  # x1 is real but not of id2: judging it so makes the adversary look at identity
+        images.append(batch.x1)
+        labels.append(ids)
     with autocast():
-        logits = adversary(torch.cat([fake, batch.x2]), torch.cat([ids, ids])).float()
-    target = torch.cat([torch.zeros(b, device=logits.device),
-                        torch.full((b,), cfg.real_label, device=logits.device)])  # one-sided smoothing
+        logits = adversary(torch.cat(images), torch.cat(labels)).float()
+    target = torch.zeros_like(logits)
+    target[b:2 * b] = cfg.real_label  # one-sided smoothing
     loss = F.binary_cross_entropy_with_logits(logits, target)
     result = {"adv": loss.detach()}
     if latent is not None and mu1 is not None:
@@ -121,5 +125,7 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
             F.cross_entropy(latent(mu1), batch.id1).backward()
             opt.step()
     with torch.no_grad():
-        result["adv_acc"] = torch.cat([logits[:b] < 0, logits[b:] > 0]).float().mean()
+        result["adv_acc"] = torch.cat([logits[:b] < 0, logits[b:2 * b] > 0]).float().mean()
+        if cfg.adv_mismatch:
+            result["adv_mismatch_acc"] = (logits[2 * b:] < 0).float().mean()
     return result
