@@ -46,7 +46,7 @@ def test_train_export_then_query_with_no_other_flag(tmp_path, monkeypatch):
                                      "--s-dim", "8", "--z-dim", "8", "--set", "model.width=8",
                                      "--set", "model.adv_width=8", "--set", "train.sample_every=0", "--no-progress"])
     assert res.exit_code == 0, res.output
-    assert "trained 3 steps" in res.output
+    assert "trained to step 3 in" in res.output
     res = runner.invoke(export_main, ["runs/tiny"])
     assert res.exit_code == 0, res.output
     assert os.path.isfile("dvgan-out/bundle/manifest.json")

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KILLS = 5                 # SIGKILLs in the kill test
 CKPT_EVERY = 2
-KILL_STEPS = 120
+KILL_STEPS = 200
 LOAD_CALLS = 10_000       # engine calls in the load test, per backend
 THREADS = 8
 RSS_GROWTH_LIMIT = 32 << 20  # bytes of resident memory 10,000 calls may add after warm-up
@@ -109,12 +109,15 @@ def test_sigkill_during_training_loses_at_most_the_steps_since_the_checkpoint(tm
     for attempt in range(KILLS):
         argv = base + (["--resume", "--no-progress", "--device", "cpu"] if attempt else TRAIN_ARGS)
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Kill at a random step a few past the checkpoint, at a random moment inside it: counted in steps,
+        # not seconds, so the run never ends first however fast the machine is.
+        target = ckpt_step + int(rng.integers(2, 4 * CKPT_EVERY + 2))
         deadline = time.monotonic() + 120
-        while logged_step(run) <= ckpt_step + 1:  # wait until this process is training
+        while logged_step(run) < target:
             assert proc.poll() is None, proc.stderr.read().decode()
             assert time.monotonic() < deadline, "training did not start"
-            time.sleep(0.02)
-        time.sleep(float(rng.uniform(0.0, 2.0)))
+            time.sleep(0.002)
+        time.sleep(float(rng.uniform(0.0, 0.02)))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         proc.stderr.close()

@@ -133,7 +133,8 @@ def main(data_spec, out_dir, config_file, resume, steps, batch_size, lr, optimiz
         }
         model, train_cfg, data = build_configs(data_spec, config_file, overrides, options)
     summary = train(model, train_cfg, data, out_dir, device=device, resume=resume, progress=not no_progress)
-    click.echo(f"trained {summary['steps']} steps in {summary['seconds']:.0f} s "
+    resumed = f" ({summary['steps_run']} in this session)" if summary["steps_run"] != summary["steps"] else ""
+    click.echo(f"trained to step {summary['steps']}{resumed} in {summary['seconds']:.0f} s "
                f"({summary['images_per_s']:.0f} triplets/s); checkpoint: {summary['checkpoint']}")
 
 

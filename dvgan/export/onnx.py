@@ -42,11 +42,14 @@ def _export(module: torch.nn.Module, args: tuple, arg_names: list[str], input_na
             output_names: list[str], opset: int) -> onnx.ModelProto:
     batch = torch.export.Dim("N", min=1, max=1 << 16)
     dynamic = {name: {0: batch} for name in arg_names}
-    # The exporter logs one warning per torchvision operator it cannot register when torchvision is absent;
-    # dvgan uses none of them. Raise that one logger's level for the duration of the export only.
-    registry_log = logging.getLogger("torch.onnx._internal.exporter._registration")
-    previous = registry_log.level
-    registry_log.setLevel(logging.ERROR)
+    # Without torchvision the exporter warns once per torchvision operator it cannot register; dvgan
+    # uses none of them.
+    # The exporter's own libraries log every graph pass at INFO; keep them to warnings while it runs.
+    quiet = {"torch.onnx._internal.exporter._registration": logging.ERROR, "onnxscript": logging.WARNING,
+             "onnx_ir": logging.WARNING}
+    previous = {name: logging.getLogger(name).level for name in quiet}
+    for name, level in quiet.items():
+        logging.getLogger(name).setLevel(level)
     try:
         with warnings.catch_warnings():
             # Inputs that share one batch dimension make the exporter note that they share a name.
@@ -58,7 +61,8 @@ def _export(module: torch.nn.Module, args: tuple, arg_names: list[str], input_na
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise RuntimeFailure(f"ONNX export of the {type(module).__name__.lower()} failed: {first[:300]}") from exc
     finally:
-        registry_log.setLevel(previous)
+        for name, level in previous.items():
+            logging.getLogger(name).setLevel(level)
     model = program.model_proto
     for value in list(model.graph.input) + list(model.graph.output):
         dim0 = value.type.tensor_type.shape.dim[0]

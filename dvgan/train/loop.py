@@ -277,7 +277,7 @@ def _run(trainer: Trainer, metrics_path: str, progress: bool) -> dict:
         except Exception as exc:  # a plot must never cost a finished run
             log.warning("could not draw training curves: %s", exc)
     done = trainer.step - start_step
-    return {"steps": trainer.step, "seconds": round(seconds, 2),
+    return {"steps": trainer.step, "steps_run": done, "seconds": round(seconds, 2),
             "images_per_s": round(done * cfg.batch_size / max(seconds, 1e-9), 1),
             "losses": last, "checkpoint": os.path.join(trainer.out_dir, CHECKPOINT)}
 
