@@ -6,6 +6,16 @@ import torch
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+class Evil:
+    """A pickle payload: unpickling it creates the marker file. weights_only loading must refuse it."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
 def tiny_model_config(**kw):
     from dvgan.config import ModelConfig
     base = dict(image_size=32, channels=3, s_dim=8, z_dim=8, width=8, adv_width=8)

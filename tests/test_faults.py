@@ -25,6 +25,7 @@ import torch
 from click.testing import CliRunner
 
 from dvgan.errors import InputError, RuntimeFailure
+from conftest import Evil
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +36,6 @@ KILL_STEPS = 200
 LOAD_CALLS = 10_000       # engine calls in the load test, per backend
 THREADS = 8
 RSS_GROWTH_LIMIT = 32 << 20  # bytes of resident memory 10,000 calls may add after warm-up
-
-
-class Evil:
-    """Unpickling this creates the marker file."""
-
-    def __init__(self, marker: str):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 @pytest.fixture(scope="module")

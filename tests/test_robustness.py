@@ -26,6 +26,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from dvgan.errors import InputError, UsageError
+from conftest import Evil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -166,16 +167,6 @@ def consistent_resize(m: dict) -> None:
     from dvgan.export.manifest import io_spec
     m["model_config"]["image_size"] = m["image_size"] = 64
     m["io"] = io_spec(m["channels"], 64, m["s_dim"], m["z_dim"])
-
-
-class Evil:
-    """Unpickling this would create the marker file; weights_only loading must refuse it."""
-
-    def __init__(self, marker: str):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 @pytest.fixture(scope="module")
