@@ -295,7 +295,9 @@ def _write_swap_grid(trainer: Trainer, step: int) -> None:
     from ..eval.figures import save_png, swap_grid
     n = 8
     labels = trainer.labels.cpu().numpy()
-    firsts = [int(np.flatnonzero(labels == v)[0]) for v in np.unique(labels)[:n]]
+    ids = np.unique(labels)
+    spread = ids[np.linspace(0, len(ids) - 1, min(n, len(ids))).astype(int)]  # identities from across the range
+    firsts = [int(np.flatnonzero(labels == v)[0]) for v in spread]
     x = trainer.images[torch.tensor(firsts, device=trainer.device)].float() / 127.5 - 1.0
     enc, dec = trainer.autoencoder.encoder, trainer.autoencoder.decoder
     grid = swap_grid(enc, dec, x, x)
