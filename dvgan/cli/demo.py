@@ -8,8 +8,8 @@ from .common import friendly_errors, verbosity
 EXAMPLES = """
 \b
 Examples:
-  dvgan demo                 # about 6 minutes on 2 CPU cores; writes ./dvgan-out
-  dvgan demo --smoke         # a 1-minute check that every stage runs
+  dvgan demo                 # about 5 minutes on 2 CPU cores; writes ./dvgan-out
+  dvgan demo --smoke         # 200 training steps: checks that every stage runs
   dvgan demo --long -o out/  # 3x the training steps and the full evaluation
 \b
 Afterwards these work with no other flag (they read ./dvgan-out, or $DVGAN_HOME):
