@@ -77,6 +77,7 @@ def test_folder_mixed_sizes_modes_and_junk(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         ds = D.load(root, image_size=32)
     assert ds.images.shape == (5, 3, 32, 32)  # colour present -> 3 channels
+    assert D.default_channels(root) == 3      # decided from the headers alone, junk files ignored
     assert list(ds.labels) == [0, 0, 0, 1, 2]
     assert ds.identity_names == ["ann", "bob", "cy"]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -92,8 +93,9 @@ def test_folder_mixed_sizes_modes_and_junk(tmp_path, caplog):
 
 def test_grey_folder_gives_one_channel(tmp_path):
     g = Image.fromarray(np.full((10, 12), 200, np.uint8))
-    ds = D.load(_folder(tmp_path, {"a": {"1.png": g, "2.png": g}, "b": {"1.png": g}}), image_size=16)
-    assert ds.images.shape == (3, 1, 16, 16)
+    root = _folder(tmp_path, {"a": {"1.png": g, "2.png": g, "x.txt": b"no"}, "b": {"1.png": g}})
+    ds = D.load(root, image_size=16)
+    assert ds.images.shape == (3, 1, 16, 16) and D.default_channels(root) == 1
     x = ds.float_images()
     assert x.dtype == np.float32 and x.min() >= -1 and x.max() <= 1
 

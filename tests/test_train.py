@@ -63,33 +63,26 @@ def test_lambda_zero_is_the_ablation(tmp_path):
     assert _moved(before, t.adversary) == set()
 
 
-def test_latent_critic_moves_with_the_adversary_only(tmp_path):
-    t = Trainer(tiny_model_config(), tiny_train_config(w_zadv=1.0), {"spec": "sprites:3"}, str(tmp_path), device="cpu")
-    ae, lat = t.autoencoder, t.latent
+@pytest.mark.parametrize("weight,attr,kwarg,state_key", [
+    ("w_zadv", "latent", "latent", "latent_adversary"),
+    ("w_zpair", "pair", "pair", "pair_critic"),
+])
+def test_latent_critics_move_with_the_adversary_only(tmp_path, weight, attr, kwarg, state_key):
+    """The critics on z are frozen in the generator step and move only in the adversary step."""
+    t = Trainer(tiny_model_config(), tiny_train_config(**{weight: 1.0}), {"spec": "sprites:3"}, str(tmp_path),
+                device="cpu")
+    ae, critic = t.autoencoder, getattr(t, attr)
     batch = t.batch()
-    lat_before = _snapshot(lat)
-    terms, fake, codes = generator_step(ae, t.adversary, t.opt_gen, t.train_cfg, batch, 8, latent=lat)
-    assert "zadv_gen" in terms and _moved(lat_before, lat) == set()
-    ae_before = _snapshot(ae)
-    out = adversary_step(t.adversary, t.opt_adv, t.train_cfg, fake, batch, latent=lat, codes=codes)
-    assert _moved(lat_before, lat) == set(lat_before) and _moved(ae_before, ae) == set()
-    assert "zadv" in out
-
-
-def test_pair_critic_moves_with_the_adversary_only(tmp_path):
-    t = Trainer(tiny_model_config(), tiny_train_config(w_zpair=1.0), {"spec": "sprites:3"}, str(tmp_path), device="cpu")
-    ae, pair = t.autoencoder, t.pair
-    batch = t.batch()
-    pair_before = _snapshot(pair)
-    terms, fake, codes = generator_step(ae, t.adversary, t.opt_gen, t.train_cfg, batch, 8, pair=pair)
-    assert "zpair_gen" in terms and _moved(pair_before, pair) == set()
+    critic_before = _snapshot(critic)
+    terms, fake, codes = generator_step(ae, t.adversary, t.opt_gen, t.train_cfg, batch, 8, **{kwarg: critic})
+    assert f"{weight[2:]}_gen" in terms and _moved(critic_before, critic) == set()
     assert set(codes) == {"mu1", "mu1p", "mu2"} and not codes["mu2"].requires_grad
     ae_before = _snapshot(ae)
-    out = adversary_step(t.adversary, t.opt_adv, t.train_cfg, fake, batch, codes=codes, pair=pair)
-    assert _moved(pair_before, pair) == set(pair_before) and _moved(ae_before, ae) == set()
-    assert 0.0 <= float(out["zpair_acc"]) <= 1.0
-    t.train_step()  # and through the trainer, with resume state
-    assert t.state_dict()["pair_critic"]
+    out = adversary_step(t.adversary, t.opt_adv, t.train_cfg, fake, batch, codes=codes, **{kwarg: critic})
+    assert _moved(critic_before, critic) == set(critic_before) and _moved(ae_before, ae) == set()
+    assert 0.0 <= float(out[f"{weight[2:]}_acc"]) <= 1.0
+    t.train_step()  # and through the trainer: its state is checkpointed
+    assert t.state_dict()[state_key]
 
 
 def test_mismatched_real_images_are_fakes_for_the_adversary(tmp_path, monkeypatch):

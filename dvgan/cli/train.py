@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import tomllib
 
 import click
@@ -68,7 +67,7 @@ def build_configs(data_spec, config_file, overrides, options) -> tuple:
     if not tables["data"].get("spec"):
         raise UsageError("no data: give --data SPEC (sprites, mnist:DIR or a folder) or a config with [data] spec")
     if "channels" not in tables["model"]:
-        tables["model"]["channels"] = default_channels(tables["data"]["spec"]) or _folder_channels(tables["data"]["spec"])
+        tables["model"]["channels"] = default_channels(tables["data"]["spec"])
     try:
         model = from_dict(ModelConfig, tables["model"]).validate()
         train = from_dict(TrainConfig, tables["train"]).validate()
@@ -79,14 +78,6 @@ def build_configs(data_spec, config_file, overrides, options) -> tuple:
     if bad:
         raise UsageError(f"unknown data field(s): {', '.join(bad)}")
     return model, train, tables["data"]
-
-
-def _folder_channels(spec: str) -> int:
-    """1 if every readable image in the folder is greyscale, else 3 (decided by the data loader)."""
-    from ..data import load
-    if not os.path.isdir(spec):
-        load(spec)  # raises the right error for a bad spec
-    return int(load(spec, image_size=8).images.shape[1])
 
 
 @click.command(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})

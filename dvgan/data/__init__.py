@@ -20,6 +20,7 @@ from .preprocess import ImageError, image_to_uint8, open_image, uint8_to_float
 log = logging.getLogger(__name__)
 
 MNIST_TEST = 2000  # the last 2,000 MNIST images are the test split, everywhere
+GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}  # Pillow modes that load as 1 channel
 
 
 class DataError(UsageError):
@@ -51,10 +52,28 @@ class ImageSet:
         return uint8_to_float(self.images if idx is None else self.images[idx])
 
 
-def default_channels(spec: str) -> int | None:
-    """Channels implied by a spec (None: decided by the folder's images)."""
+def default_channels(spec: str) -> int:
+    """Channels a spec loads as: 3 for sprites, 1 for MNIST; for a folder, 1 if every image is greyscale.
+
+    A folder is judged from the image headers alone (no pixel decoding); unreadable files are left to
+    the loader, which skips them with a warning.
+    """
     kind = spec.split(":", 1)[0]
-    return 3 if kind == "sprites" else 1 if kind == "mnist" else None
+    if kind in ("sprites", "mnist"):
+        return 3 if kind == "sprites" else 1
+    if not os.path.isdir(spec):
+        load(spec)  # raises the error that names what is wrong with the spec
+    from PIL import Image
+    for person in sorted(os.listdir(spec)):
+        folder = os.path.join(spec, person)
+        for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+            try:
+                with Image.open(os.path.join(folder, name)) as im:
+                    if im.mode not in GREY_MODES:
+                        return 3
+            except (OSError, ValueError, SyntaxError):
+                continue
+    return 1
 
 
 def load(spec: str, image_size: int = 32, channels: int | None = None, seed: int = 0) -> ImageSet:
@@ -130,8 +149,7 @@ def _load_folder(root, size, channels) -> ImageSet:
     if not decoded:
         raise DataError(f"{root}: no readable images in its identity folders")
     if channels is None:
-        grey = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
-        channels = 1 if all(im.mode in grey for im in decoded) else 3
+        channels = 1 if all(im.mode in GREY_MODES for im in decoded) else 3
     images = np.stack([image_to_uint8(im, size, channels) for im in decoded])
     return ImageSet(images, np.asarray(labels, dtype=np.int64), sources, people, spec=root,
                     meta={"root": os.path.abspath(root), "skipped": skipped})

@@ -41,11 +41,7 @@ def attributes_of(identity) -> np.ndarray:
 
 def identity_name(identity: int) -> str:
     shape, colour, pattern = attributes_of([identity])[0]
-    return f"{list(COLOURS)[colour]}-{pattern_name(pattern)}-{SHAPES[shape]}"
-
-
-def pattern_name(p: int) -> str:
-    return PATTERNS[p]
+    return f"{list(COLOURS)[colour]}-{PATTERNS[pattern]}-{SHAPES[shape]}"
 
 
 def sample_factors(n: int, rng: np.random.Generator) -> np.ndarray:
