@@ -20,12 +20,16 @@ NUM_IDENTITIES = len(SHAPES) * len(COLOURS) * len(PATTERNS)  # 256
 
 # Unspecified factors, each drawn uniformly and independently within these ranges.
 FACTORS = ("x", "y", "scale", "rotation")
+# The sprite is large (its radius up to RADIUS of the image size) so that shape and pattern, not only
+# colour and position, carry a fair share of the pixels at 32 x 32.
 FACTOR_RANGES = np.array([
-    [0.3, 0.7],                 # x: centre, fraction of the width
-    [0.3, 0.7],                 # y: centre, fraction of the height
-    [0.6, 1.0],                 # scale: radius as a fraction of 0.3 * size
-    [-np.pi / 4, np.pi / 4],    # rotation, radians
+    [0.38, 0.62],               # x: centre, fraction of the width
+    [0.38, 0.62],               # y: centre, fraction of the height
+    [0.7, 1.0],                 # scale: radius as a fraction of RADIUS * size
+    [-np.pi / 6, np.pi / 6],    # rotation, radians: under every shape's period of symmetry but the circle's
 ], dtype=np.float64)
+RADIUS = 0.36
+MARK = (0.0, -0.5, 0.2)  # orientation mark: centre (u, v) and radius in the sprite's frame (v < 0 is up)
 
 _SUPERSAMPLE = 2  # anti-aliasing: render at 2x and average
 
@@ -102,7 +106,7 @@ def render(identity, factors, size: int = 32) -> np.ndarray:
     grid = ((np.arange(ss) + 0.5) / ss).astype(np.float32)  # pixel centres in [0, 1]
     py, px = np.meshgrid(grid, grid, indexing="ij")
     x, y, scale, rot = (fac[:, i][:, None, None] for i in range(4))
-    radius = scale * 0.3
+    radius = scale * RADIUS
     dx, dy = (px[None] - x) / radius, (py[None] - y) / radius
     cos, sin = np.cos(-rot), np.sin(-rot)
     u, v = cos * dx - sin * dy, sin * dx + cos * dy  # (N, ss, ss) object frame
@@ -114,6 +118,9 @@ def render(identity, factors, size: int = 32) -> np.ndarray:
     for pattern in np.unique(attrs[:, 2]):
         sel = attrs[:, 2] == pattern
         shade[sel] *= _pattern(pattern, u[sel], v[sel])
+    # A dark mark above the centre shows which way is up on every sprite, the circle and ring too:
+    # rotation is visible for every identity, so z can hold it the same way for all of them.
+    shade *= np.hypot(u - MARK[0], v - MARK[1]) > MARK[2]
     out = shade[..., None] * colours[attrs[:, 1]][:, None, None, :]
     out = out.reshape(n, size, _SUPERSAMPLE, size, _SUPERSAMPLE, 3).mean(axis=(2, 4))
     return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
