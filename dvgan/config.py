@@ -44,15 +44,19 @@ class TrainConfig:
     optimizer: str = "adam"       # "adam" or "sgd" (the paper reports SGD works; Adam is faster here)
     lr: float = 2e-3              # encoder + decoder learning rate
     adv_lr: float = 2e-3          # adversary learning rate
+    lr_decay: str = "cosine"      # "none" or "cosine": encoder + decoder lr falls to lr_floor x lr by the last step
+    lr_floor: float = 0.05        # with lr_decay = "cosine", the final fraction of lr (critics keep theirs)
     beta1: float = 0.5            # Adam beta1 (DCGAN practice); SGD momentum when optimizer == "sgd"
     w_recon: float = 1.0          # ||Dec(z1, s1) - x1||^2
     w_swap_recon: float = 1.0     # ||Dec(z1, s1') - x1||^2, s1' from another image of the same identity
-    w_kl: float = 1.0             # KL(q(z|x1) || N(0, I)), summed over z dims, divided by C*H*W
+    w_kl: float = 0.5             # KL(q(z|x1) || N(0, I)), summed over z dims, divided by C*H*W
     w_gan: float = 0.01           # lambda: generator adversarial weight (0 = the paper's ablation)
     gan_swap: bool = True         # adversarial term on Dec(z1, s2)
     gan_prior: bool = True        # adversarial term on Dec(z ~ N(0, I), s2)
-    w_zadv: float = 0.0           # latent identity critic on mu (not in the paper; 0 = off)
-    zadv_steps: int = 1           # latent critic updates per adversary step
+    w_sinv: float = 0.1           # spread of s within an identity, relative to its overall spread (not in
+                                  # the paper; 0 = off)
+    w_zadv: float = 0.05          # latent identity critic on mu (not in the paper; 0 = off)
+    zadv_steps: int = 5           # latent critic updates per adversary step (extra ones on remembered codes)
     w_zpair: float = 0.0          # pair critic on (mu1, mu1') vs (mu1, mu2) (not in the paper; 0 = off)
     adv_mismatch: bool = False    # also show the adversary real images under another identity's label, as
                                   # fakes (matching-aware discriminator, Reed et al. 2016; not in the paper)
@@ -67,11 +71,13 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         if self.optimizer not in ("adam", "sgd"):
             raise UsageError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.lr_decay not in ("none", "cosine"):
+            raise UsageError(f"lr_decay must be 'none' or 'cosine', got {self.lr_decay!r}")
         if self.steps < 1 or self.batch_size < 2:
             raise UsageError("steps must be >= 1 and batch_size >= 2")
         if self.adv_every < 1 or self.zadv_steps < 1:
             raise UsageError(f"adv_every and zadv_steps must be >= 1, got {self.adv_every}, {self.zadv_steps}")
-        for name in ("w_recon", "w_swap_recon", "w_kl", "w_gan", "w_zadv", "w_zpair", "lr", "adv_lr"):
+        for name in ("w_recon", "w_swap_recon", "w_kl", "w_gan", "w_sinv", "w_zadv", "w_zpair", "lr", "adv_lr"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 < self.real_label <= 1.0:

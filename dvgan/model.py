@@ -112,8 +112,13 @@ class LatentAdversary(nn.Module):
     encoder to leave no identity in z even where the decoder would ignore it.
     """
 
-    def __init__(self, cfg, hidden: int = 256):
+    def __init__(self, cfg, hidden: int = 256, memory: int = 4096):
         super().__init__()
+        # A memory of recent (mu, id) pairs lets the critic train on far more codes than one batch holds,
+        # as the probe that scores the model will. Buffers, so checkpoints carry them.
+        self.register_buffer("memory_codes", torch.zeros(memory, cfg.z_dim))
+        self.register_buffer("memory_ids", torch.zeros(memory, dtype=torch.long))
+        self.register_buffer("memory_seen", torch.zeros((), dtype=torch.long))
         # Standardise first: an identity signal at a tiny scale in a collapsed dimension is as
         # readable to a probe that standardises its inputs as a large one.
         self.net = nn.Sequential(nn.BatchNorm1d(cfg.z_dim, affine=False), nn.Linear(cfg.z_dim, hidden), nn.LeakyReLU(0.2),
@@ -121,6 +126,21 @@ class LatentAdversary(nn.Module):
 
     def forward(self, mu: torch.Tensor) -> torch.Tensor:
         return self.net(mu)
+
+    @torch.no_grad()
+    def remember(self, mu: torch.Tensor, ids: torch.Tensor) -> None:
+        """Store detached codes and their identities, overwriting the oldest."""
+        n = len(self.memory_ids)
+        slots = (self.memory_seen + torch.arange(len(ids), device=ids.device)) % n
+        self.memory_codes[slots] = mu.detach().float()
+        self.memory_ids[slots] = ids
+        self.memory_seen += len(ids)
+
+    def recall(self, count: int):
+        """(codes, ids): ``count`` pairs drawn at random from what is stored."""
+        filled = int(min(int(self.memory_seen), len(self.memory_ids)))
+        pick = torch.randint(filled, (count,), device=self.memory_ids.device)
+        return self.memory_codes[pick], self.memory_ids[pick]
 
 
 class PairCritic(nn.Module):
@@ -176,4 +196,4 @@ class AutoEncoder(nn.Module):
         images = self.decoder(torch.cat([s1, s1p, s2, s2]), torch.cat([z1, z1, z1, z_prior]))
         x11, x11p, x12, xp2 = images.split(b)
         return {"x11": x11, "x11p": x11p, "x12": x12, "xp2": xp2,
-                "mu1": mu1, "mu1p": mu1p, "mu2": mu2, "logvar1": logvar1, "s1": s1, "s2": s2}
+                "mu1": mu1, "mu1p": mu1p, "mu2": mu2, "logvar1": logvar1, "s1": s1, "s1p": s1p, "s2": s2}

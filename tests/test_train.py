@@ -53,14 +53,39 @@ def test_adversarial_terms_are_switchable(tmp_path):
     assert "gan_swap" in terms and "gan_prior" not in terms
 
 
+def test_s_invariance_term_moves_only_the_encoder(tmp_path):
+    """The within-identity spread of s is a term of the generator loss; it reaches the encoder alone."""
+    t = Trainer(tiny_model_config(), tiny_train_config(w_sinv=1.0, w_gan=0.0, w_recon=0.0, w_swap_recon=0.0,
+                                                       w_kl=0.0, w_zadv=0.0), {"spec": "sprites:3"}, str(tmp_path), device="cpu")
+    enc_before, dec_before = _snapshot(t.autoencoder.encoder), _snapshot(t.autoencoder.decoder)
+    terms = t.train_step()
+    assert 0.0 < terms["sinv"] == terms["loss"]
+    assert _moved(enc_before, t.autoencoder.encoder) and not _moved(dec_before, t.autoencoder.decoder)
+
+
+def test_latent_critic_trains_on_its_memory(tmp_path):
+    """With zadv_steps > 1 the extra critic updates draw from the memory of past codes."""
+    t = Trainer(tiny_model_config(), tiny_train_config(w_zadv=0.1, zadv_steps=3), {"spec": "sprites:3"},
+                str(tmp_path), device="cpu")
+    recalled = []
+    real_recall = t.latent.recall
+    t.latent.recall = lambda n: recalled.append(n) or real_recall(n)
+    t.train_step()
+    t.train_step()
+    assert int(t.latent.memory_seen) == 2 * t.train_cfg.batch_size
+    assert recalled == [4 * t.train_cfg.batch_size] * 4  # two extra updates per step
+
+
 def test_lambda_zero_is_the_ablation(tmp_path):
-    """With lambda = 0 no adversarial term is computed and the adversary never moves."""
+    """With lambda = 0 no adversarial term is computed and the image adversary never moves; the latent
+    critic of the default recipe still trains."""
     t = Trainer(tiny_model_config(), tiny_train_config(w_gan=0.0), {"spec": "sprites:3"}, str(tmp_path), device="cpu")
-    before = _snapshot(t.adversary)
+    before, latent_before = _snapshot(t.adversary), _snapshot(t.latent)
     for _ in range(2):
         terms = t.train_step()
-    assert "gan_swap" not in terms and "adv" not in terms
+    assert "gan_swap" not in terms and "adv" not in terms and "zadv" in terms
     assert _moved(before, t.adversary) == set()
+    assert _moved(latent_before, t.latent) == set(latent_before)
 
 
 @pytest.mark.parametrize("weight,attr,kwarg,state_key", [
@@ -127,18 +152,48 @@ def test_split_is_identity_disjoint_for_sprites(tiny_run):
     assert len(split["test_identities"]) == round(256 * 0.2)
 
 
-def test_resume_reaches_the_same_state(tmp_path):
-    full, part = str(tmp_path / "full"), str(tmp_path / "part")
-    train(tiny_model_config(), tiny_train_config(steps=6), {"spec": "sprites:3"}, full, device="cpu", progress=False)
-    train(tiny_model_config(), tiny_train_config(steps=4), {"spec": "sprites:3"}, part, device="cpu", progress=False)
-    train(tiny_model_config(), tiny_train_config(steps=6), {}, part, device="cpu", resume=True, progress=False)
-    a, b = load_checkpoint(full), load_checkpoint(part)
-    assert a["step"] == b["step"] == 6
-    for part_name in ("encoder", "decoder", "adversary"):
+def _same_weights(a, b):
+    assert a["step"] == b["step"]
+    for part_name in ("encoder", "decoder", "adversary", "latent_adversary"):
+        assert a[part_name].keys() == b[part_name].keys()
         for k in a[part_name]:
             assert torch.equal(a[part_name][k], b[part_name][k]), (part_name, k)
+
+
+def test_killed_run_resumes_to_the_same_state(tmp_path, monkeypatch):
+    """A run killed after step 5 and resumed ends where an uninterrupted one does (the default recipe:
+    cosine learning-rate decay and the latent critic's memory are part of the state)."""
+    full, part = str(tmp_path / "full"), str(tmp_path / "part")
+    train(tiny_model_config(), tiny_train_config(steps=6), {"spec": "sprites:3"}, full, device="cpu", progress=False)
+    real_step = Trainer.train_step
+
+    def killed(self):
+        if self.step == 5:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "train_step", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_model_config(), tiny_train_config(steps=6), {"spec": "sprites:3"}, part, device="cpu", progress=False)
+    monkeypatch.setattr(Trainer, "train_step", real_step)
+    assert load_checkpoint(part)["step"] == 4  # the last checkpoint (every 2 steps)
+    train(tiny_model_config(), tiny_train_config(steps=6), {}, part, device="cpu", resume=True, progress=False)
+    a, b = load_checkpoint(full), load_checkpoint(part)
+    assert a["step"] == 6 and int(a["latent_adversary"]["memory_seen"]) == 6 * 8
+    _same_weights(a, b)
     steps = [json.loads(x)["step"] for x in open(os.path.join(part, "metrics.jsonl"))]
     assert steps == [2, 4, 6]
+
+
+def test_resume_with_more_steps_extends_a_constant_rate_run(tmp_path):
+    """--steps with --resume sets a new total; with a constant learning rate the extended run equals
+    one trained to that total (a decaying rate depends on the total, so there it differs by design)."""
+    full, part = str(tmp_path / "full"), str(tmp_path / "part")
+    cfg = dict(lr_decay="none")
+    train(tiny_model_config(), tiny_train_config(steps=6, **cfg), {"spec": "sprites:3"}, full, device="cpu", progress=False)
+    train(tiny_model_config(), tiny_train_config(steps=4, **cfg), {"spec": "sprites:3"}, part, device="cpu", progress=False)
+    train(tiny_model_config(), tiny_train_config(steps=6), {}, part, device="cpu", resume=True, progress=False)
+    _same_weights(load_checkpoint(full), load_checkpoint(part))
 
 
 def test_existing_run_is_not_overwritten(tiny_run):

@@ -117,6 +117,8 @@ class Trainer:
             if m is not None:
                 m.train()
         batch = self.batch()
+        for group in self.opt_gen.param_groups:
+            group["lr"] = cfg.lr * lr_factor(cfg, self.step)
         terms, x12, codes = generator_step(self.ae_run, self.adversary, self.opt_gen, cfg, batch,
                                            self.model_cfg.z_dim, self.latent, self.pair, self.autocast)
         critics = cfg.w_gan > 0 or self.latent is not None or self.pair is not None
@@ -169,6 +171,14 @@ class Trainer:
     def save(self) -> None:
         if self.rank == 0:
             save_checkpoint(os.path.join(self.out_dir, CHECKPOINT), self.state_dict())
+
+
+def lr_factor(cfg: TrainConfig, step: int) -> float:
+    """Multiplier of the encoder + decoder learning rate at a step (0-based)."""
+    if cfg.lr_decay == "none":
+        return 1.0
+    t = min(step / max(cfg.steps - 1, 1), 1.0)
+    return cfg.lr_floor + (1.0 - cfg.lr_floor) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
 def _optimizer(params, lr, cfg: TrainConfig):

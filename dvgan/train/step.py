@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model import kl_to_standard_normal
+from .losses import within_identity_spread
 
 
 @dataclass
@@ -68,6 +69,10 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
         # Push the latent critic's prediction towards uniform: bounded, unlike maximising its loss.
         terms["zadv_gen"] = -F.log_softmax(latent(mu1), dim=1).mean()
         loss = loss + cfg.w_zadv * terms["zadv_gen"]
+    if cfg.w_sinv > 0:
+        s1p = out["s1p"].float()
+        terms["sinv"] = within_identity_spread(out["s1"].float(), s1p, out["s2"].float())
+        loss = loss + cfg.w_sinv * terms["sinv"]
     if pair is not None and cfg.w_zpair > 0:
         # Leave the pair critic at chance: target 1/2 whether or not the pair shares an identity.
         logits = _pair_logits(pair, codes)
@@ -84,7 +89,7 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
 
 def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=None, pair=None,
                    autocast=None) -> dict:
-    """Update the critics. Image adversary: fake = Dec(z1, s2) judged as not id2, real = x2 as id2.
+    """Update the critics. Image adversary (lambda > 0): fake = Dec(z1, s2) judged as not id2, real = x2 as id2.
 
     The encoder and decoder are untouched: fake and codes arrive detached. One forward over [fake; real]
     so a DDP-wrapped adversary sees a single call per step. The latent critic, when given, learns
@@ -93,16 +98,18 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
     mu1 = None if codes is None else codes["mu1"]
     autocast = autocast or contextlib.nullcontext
     b, ids = fake.shape[0], batch.id2
-    images, labels = [fake, batch.x2], [ids, ids]
-    if cfg.adv_mismatch:  # x1 is real but not of id2: judging it so makes the adversary look at identity
-        images.append(batch.x1)
-        labels.append(ids)
-    with autocast():
-        logits = adversary(torch.cat(images), torch.cat(labels)).float()
-    target = torch.zeros_like(logits)
-    target[b:2 * b] = cfg.real_label  # one-sided smoothing
-    loss = F.binary_cross_entropy_with_logits(logits, target)
-    result = {"adv": loss.detach()}
+    result, loss, logits = {}, 0.0, None
+    if cfg.w_gan > 0:  # lambda = 0: the image adversary has no use, so it is not trained
+        images, labels = [fake, batch.x2], [ids, ids]
+        if cfg.adv_mismatch:  # x1 is real but not of id2: judging it so makes the adversary look at identity
+            images.append(batch.x1)
+            labels.append(ids)
+        with autocast():
+            logits = adversary(torch.cat(images), torch.cat(labels)).float()
+        target = torch.zeros_like(logits)
+        target[b:2 * b] = cfg.real_label  # one-sided smoothing
+        loss = F.binary_cross_entropy_with_logits(logits, target)
+        result["adv"] = loss.detach()
     if latent is not None and mu1 is not None:
         zlogits = latent(mu1)
         zloss = F.cross_entropy(zlogits, batch.id1)
@@ -120,10 +127,15 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
     loss.backward()
     opt.step()
     if latent is not None and mu1 is not None:
+        memory = getattr(latent, "module", latent)  # DDP wraps the critic
+        memory.remember(mu1, batch.id1)
         for _ in range(cfg.zadv_steps - 1):  # the latent critic is cheap: let it keep up with the encoder
+            old_mu, old_ids = memory.recall(4 * b)
             opt.zero_grad(set_to_none=True)
-            F.cross_entropy(latent(mu1), batch.id1).backward()
+            F.cross_entropy(latent(old_mu), old_ids).backward()
             opt.step()
+    if logits is None:
+        return result
     with torch.no_grad():
         result["adv_acc"] = torch.cat([logits[:b] < 0, logits[b:2 * b] > 0]).float().mean()
         if cfg.adv_mismatch:

@@ -1,0 +1,42 @@
+import torch
+
+from conftest import tiny_model_config, tiny_train_config
+from dvgan.model import LatentAdversary
+from dvgan.train.loop import lr_factor
+from dvgan.train.losses import within_identity_spread
+
+
+def test_within_identity_spread_reads_zero_for_identity_codes_and_one_for_unrelated_ones():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(64, 16, generator=g)
+    assert within_identity_spread(centres, centres.clone()) < 1e-6          # s fixed by the identity
+    a, b = torch.randn(4096, 16, generator=g), torch.randn(4096, 16, generator=g)
+    assert abs(float(within_identity_spread(a, b)) - 1.0) < 0.05             # s unrelated to the identity
+    half = within_identity_spread(centres + 0.5 * torch.randn(64, 16, generator=g),
+                                  centres + 0.5 * torch.randn(64, 16, generator=g))
+    assert 0.05 < float(half) < 0.5                                           # in between
+
+
+def test_within_identity_spread_ignores_scale():
+    g = torch.Generator().manual_seed(1)
+    a, b, c = (torch.randn(32, 8, generator=g) for _ in range(3))
+    assert torch.allclose(within_identity_spread(a, b, c), within_identity_spread(10 * a, 10 * b, 10 * c))
+
+
+def test_latent_critic_memory_keeps_the_newest_codes():
+    critic = LatentAdversary(tiny_model_config(z_dim=2, num_ids=5), memory=4)
+    critic.remember(torch.arange(6, dtype=torch.float32).repeat(2, 1).T, torch.arange(6) % 5)
+    assert int(critic.memory_seen) == 6
+    assert sorted(critic.memory_codes[:, 0].tolist()) == [2.0, 3.0, 4.0, 5.0]  # 0 and 1 were overwritten
+    codes, ids = critic.recall(50)
+    assert set(codes[:, 0].tolist()) <= {2.0, 3.0, 4.0, 5.0}
+    assert torch.equal(ids, codes[:, 0].long() % 5)
+    assert {"memory_codes", "memory_ids", "memory_seen"} <= set(critic.state_dict())  # checkpointed
+
+
+def test_cosine_learning_rate_falls_to_its_floor():
+    cfg = tiny_train_config(steps=101, lr_decay="cosine", lr_floor=0.1)
+    factors = [lr_factor(cfg, s) for s in range(101)]
+    assert factors[0] == 1.0 and abs(factors[-1] - 0.1) < 1e-12 and abs(factors[50] - 0.55) < 1e-9
+    assert all(x >= y for x, y in zip(factors, factors[1:]))
+    assert lr_factor(tiny_train_config(steps=101, lr_decay="none"), 60) == 1.0
