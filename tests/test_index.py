@@ -56,7 +56,7 @@ def test_index_search_matches_numpy_and_checks_k():
         idx.search("specified", mu[:2], 3)
 
 
-@pytest.mark.parametrize("method", ["ivf", "hnsw"])
+@pytest.mark.parametrize("method", ["ivf", "hnsw", "ivfpq"])
 def test_approximate_reaches_target_recall(method):
     s, mu = clustered(6000, 16, 5), clustered(6000, 64, 6)
     idx = CodeIndex.create("digest", 16, 64, method=method, expected=6000, device="cpu")
@@ -69,10 +69,11 @@ def test_approximate_reaches_target_recall(method):
     assert measured >= 0.85, measured
 
 
-def test_tune_takes_smallest_nprobe_whose_lower_bound_meets_target():
+@pytest.mark.parametrize("method", ["ivf", "ivfpq"])
+def test_tune_takes_smallest_nprobe_whose_lower_bound_meets_target(method):
     import faiss
     g, q = clustered(5000, 32, 21), clustered(400, 32, 22)
-    index = S.new_faiss_index("ivf", 32, len(g))
+    index = S.new_faiss_index(method, 32, len(g))
     S.train_if_needed(index, g)
     index.add(g)
     exact = S.numpy_topk(g, q, 10)[1]
@@ -88,6 +89,57 @@ def test_tune_takes_smallest_nprobe_whose_lower_bound_meets_target():
     assert got["recall"] == pytest.approx(mean, abs=1e-4) and got["recall_low"] == pytest.approx(low, abs=1e-4)
     assert low >= 0.9 and mean - low > 0.005  # the margin is real, not zero
     assert got["value"] == 1 or bounds(got["value"] - 1)[1] < 0.9  # and no smaller nprobe meets it
+
+
+def test_ivfpq_reranks_exactly_and_reaches_its_tuned_recall():
+    import faiss
+    g, tune_q, q = clustered(8000, 64, 31), clustered(300, 64, 32), clustered(300, 64, 33)
+    index = S.new_faiss_index("ivfpq", 64, len(g))
+    assert isinstance(index, faiss.IndexRefineFlat) and index.k_factor == S.REFINE_K_FACTOR
+    S.train_if_needed(index, g)
+    index.add(g)
+    tuning = S.tune(index, g, tune_q, k=10, target=0.95)
+    assert tuning["param"] == "nprobe" and tuning["recall_low"] >= 0.95
+    d, got = index.search(q, 10)
+    want_d, want = S.numpy_topk(g, q, 10)
+    measured = S.recall_per_query(got, want, 10)
+    assert measured.mean() >= 0.95 - 3 * measured.std(ddof=1) / np.sqrt(len(q)), measured.mean()
+    # re-ranked: the distances are exact ones, not PQ estimates, and ascending
+    exact = ((q[:, None, :] - g[got]) ** 2).sum(-1)
+    np.testing.assert_allclose(d, exact, rtol=1e-4, atol=1e-3)
+    assert (np.diff(d, axis=1) >= 0).all()
+    # where both found the same id, the same distance as the brute force
+    same = got == want
+    np.testing.assert_allclose(d[same], want_d[same], rtol=1e-4, atol=1e-3)
+    # the quantised pass alone (no re-ranking) is measurably worse: the refinement does the work
+    base = faiss.downcast_index(index.base_index)
+    assert S.recall_at_k(base.search(q, 10)[1], want, 10) < measured.mean() - 0.05
+
+
+def test_ivfpq_training_equals_faiss_own_and_needs_enough_codes():
+    import faiss
+    g, q = clustered(3000, 32, 34), clustered(50, 32, 35)
+    ours, theirs = S.new_faiss_index("ivfpq", 32, len(g)), S.new_faiss_index("ivfpq", 32, len(g))
+    S.train_if_needed(ours, g)  # coarse k-means on all threads, the PQ on one
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # all on one (on busy cores faiss's PQ training takes seconds otherwise)
+    try:
+        theirs.train(g)  # 3000 <= 64 * nlist: train_if_needed trains on all of g too
+    finally:
+        faiss.omp_set_num_threads(threads)
+    for index in (ours, theirs):
+        index.add(g)
+        S.set_effort(index, 5)
+    for a, b in zip(ours.search(q, 10), theirs.search(q, 10)):
+        np.testing.assert_array_equal(a, b)
+    assert S.pq_m(32) == 32 and faiss.downcast_index(ours.base_index).pq.M == 32
+    with pytest.raises(UsageError, match="at least 16 codes"):
+        S.train_if_needed(S.new_faiss_index("ivfpq", 32, 100), g[:15])
+
+
+@pytest.mark.parametrize("dim, m", [(512, 128), (256, 64), (64, 32), (32, 32), (8, 8), (12, 12), (13, 13), (100, 50), (3, 3)])
+def test_pq_m_divides_dim(dim, m):
+    assert S.pq_m(dim) == m and dim % m == 0
 
 
 def test_recall_at_k_reference():
@@ -109,6 +161,25 @@ def test_build_index_tunes_on_held_out_codes(engines):  # noqa: F811
     assert t["recall"] >= 0.9 and t["queries"] == 300 and t["gallery"] == 2700
     row = idx.paths.index("c42")
     assert idx.search("unspecified", mu[42:43], 1)[1][0, 0] == row
+
+
+def test_ivfpq_save_load_round_trip(tmp_path):
+    import faiss
+    s, mu = clustered(3000, 16, 36), clustered(3000, 64, 37)
+    idx = CodeIndex.create("digest", 16, 64, method="ivfpq", expected=3000, device="cpu")
+    idx.add_codes(s, mu, [f"p{i}" for i in range(3000)])
+    tuning = idx.tune({"specified": clustered(200, 16, 38), "unspecified": clustered(200, 64, 39)}, 10, 0.9)
+    idx.save(str(tmp_path / "idx"))
+    assert json.load(open(tmp_path / "idx" / "index.json"))["method"] == "ivfpq"
+    back = CodeIndex.load(str(tmp_path / "idx"), device="cpu")
+    assert back.method == "ivfpq" and back.meta["tuning"] == tuning
+    for by, codes in (("specified", clustered(40, 16, 40)), ("unspecified", clustered(40, 64, 41))):
+        loaded = back.faiss[by]
+        assert isinstance(loaded, faiss.IndexRefineFlat) and loaded.k_factor == S.REFINE_K_FACTOR
+        assert faiss.extract_index_ivf(loaded).nprobe == tuning[by]["value"] > 1
+        for a, b in zip(idx.search(by, codes, 10), back.search(by, codes, 10)):
+            np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(back._vectors("unspecified"), mu)  # the exact codes, in id order
 
 
 def test_incremental_add_equals_one_build():
@@ -158,6 +229,22 @@ def test_save_load_and_refusals(engines, images, tmp_path):  # noqa: F811
     with pytest.raises(UsageError, match="not a dvgan index"):
         idx.save(str(other))
     assert (other / "keep.txt").exists()
+
+
+def test_cli_builds_ivfpq_index(bundle, tmp_path):  # noqa: F811
+    from click.testing import CliRunner
+    from dvgan.cli.main import cli
+    out = tmp_path / "idx"
+    res = CliRunner().invoke(cli, ["index", "build", "--bundle", bundle, "--data", "sprites:2", "-o", str(out),
+                                   "--method", "ivfpq", "--recall", "0.9"])
+    assert res.exit_code == 0, res.output
+    assert "(ivfpq; specified nprobe" in res.output
+    back = CodeIndex.load(str(out), device="cpu")
+    assert back.method == "ivfpq" and len(back) == 512
+    assert all(t["recall"] >= 0.9 for t in back.meta["tuning"].values())
+    res = CliRunner().invoke(cli, ["index", "build", "--bundle", bundle, "--data", "sprites:2", "-o", str(out),
+                                   "--method", "ivfpqx"])
+    assert res.exit_code == 2 and "ivfpq" in res.output
 
 
 def test_gallery_query_finds_itself_and_same_identity(engines, image_files):  # noqa: F811

@@ -75,13 +75,15 @@ def index_group():
 @index_group.command(name="build", epilog=_help(
     "dvgan index build --data sprites                # every sprite, into ./dvgan-out/index",
     "dvgan index build --bundle b/ --images photos/ -o idx/ --method ivf --recall 0.95",
+    "dvgan index build --images photos/ -o idx/ --method ivfpq   # large galleries",
     "dvgan index build --images more_photos/ -o idx/ --add"))
 @engine_options
 @click.option("--images", "folder", default=None, help="Folder of image files (searched recursively).")
 @click.option("--data", "spec", default=None, help="Data spec: sprites, sprites:N, mnist:DIR or an identity folder.")
 @click.option("-o", "--out", default=None, help="Index folder to write.")
-@click.option("--method", type=click.Choice(["flat", "ivf", "hnsw"]), default="flat", show_default=True,
-              help="flat: exact. ivf / hnsw: approximate, tuned to --recall against exact and reported.")
+@click.option("--method", type=click.Choice(["flat", "ivf", "ivfpq", "hnsw"]), default="flat", show_default=True,
+              help="flat: exact. ivf / ivfpq / hnsw: approximate, tuned to --recall against exact and reported "
+                   "(ivfpq: a 4-bit product-quantised pass re-ranked exactly, for large galleries).")
 @click.option("--recall", "target_recall", type=float, default=0.95, show_default=True,
               help="Target recall@10 for approximate methods.")
 @click.option("--add", is_flag=True, help="Add the images to the existing index at -o instead of replacing it.")

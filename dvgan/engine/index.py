@@ -14,6 +14,8 @@ bundle has another digest is an error: codes from different weights are not comp
 
 Search devices: "auto" takes faiss-gpu when it imports and a smoke search succeeds on this GPU, else
 an exact torch matmul + top-k on the GPU for flat indexes when PyTorch sees CUDA, else faiss on the CPU.
+hnsw and ivfpq indexes are searched by faiss on the CPU whatever the device (faiss-gpu's index_cpu_to_gpu
+throws "not implemented on GPU" for IndexRefineFlat and for fast-scan IVF-PQ).
 Threading: searches and additions take one lock, so an index may be shared by threads.
 """
 from __future__ import annotations
@@ -69,7 +71,7 @@ class CodeIndex:
     @classmethod
     def create(cls, digest: str, s_dim: int, z_dim: int, *, method: str = "flat", expected: int = 0,
                device: str = "auto", bundle: str | None = None) -> "CodeIndex":
-        """An empty index for codes of the bundle with this digest; expected sizes an ivf index."""
+        """An empty index for codes of the bundle with this digest; expected sizes an ivf / ivfpq index."""
         S.require_faiss()
         if method not in S.METHODS:
             raise UsageError(f"unknown index method {method!r}: choose one of {', '.join(S.METHODS)}")
@@ -134,7 +136,7 @@ class CodeIndex:
                            None if labels is None else labels[i:i + ENCODE_CHUNK])
 
     def tune(self, queries: dict, k: int = 10, target: float = 0.95) -> dict:
-        """For ivf / hnsw: set the smallest nprobe / efSearch whose recall@k on held-out queries
+        """For ivf / ivfpq / hnsw: set the smallest nprobe / efSearch whose recall@k on held-out queries
         ({"specified": s codes, "unspecified": mu codes} not in the index) reaches target with a margin
         of search.TUNE_Z standard errors (search.tune); record it."""
         if self.method == "flat":
@@ -148,10 +150,12 @@ class CodeIndex:
 
     def _vectors(self, by: str) -> np.ndarray:
         """The codes held by one faiss index, (N, dim) float32, in id order."""
+        import faiss
         index = self.faiss[by]
         if self.method == "ivf":
-            import faiss
             faiss.extract_index_ivf(index).make_direct_map()
+        elif self.method == "ivfpq":
+            index = faiss.downcast_index(index.refine_index)  # the exact codes, not their PQ approximations
         return index.reconstruct_n(0, index.ntotal)
 
     def check_engine(self, engine) -> None:
@@ -179,7 +183,7 @@ class CodeIndex:
                     self._gpu[by] = torch.from_numpy(self._vectors(by)).cuda()
                 return S.torch_topk(self._gpu[by], q, k)
             index = self.faiss[by]
-            if self.search_device == "faiss-gpu" and self.method != "hnsw":
+            if self.search_device == "faiss-gpu" and self.method in ("flat", "ivf"):
                 if by not in self._gpu:
                     import faiss
                     res = faiss.StandardGpuResources()
