@@ -3,7 +3,7 @@
 exactly): their recall@10 against exact and their speed-ups.
 
     python benchmarks/bench_retrieval.py [--sizes 100000,1000000] [--dims 64,512] [--queries 256] [--reps 5]
-                                         [--methods ivf,ivfpq]
+                                         [--methods ivf,ivfpq] [--pq-min-m 32]
 
 Codes are synthetic and seeded: points on a 16-dimensional subspace plus 5% isotropic noise, the
 shape trained s and mu codes take (a few informative directions; the KL term flattens the rest).
@@ -66,11 +66,14 @@ def main():
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--approx-size", type=int, default=1_000_000)
     p.add_argument("--methods", default="ivf,ivfpq", help="approximate methods measured at --approx-size")
+    p.add_argument("--pq-min-m", type=int, default=S.PQ_MIN_M,
+                   help="floor of ivfpq sub-quantisers (dvgan.engine.search.PQ_MIN_M), to measure other settings")
     p.add_argument("--target", type=float, default=0.95)
     p.add_argument("--tune-queries", type=int, default=2000, help="fresh queries nprobe is tuned on")
     p.add_argument("--recall-queries", type=int, default=2000,
                    help="fresh queries recall@10 is reported on (the timed batch and more)")
     args = p.parse_args()
+    S.PQ_MIN_M = args.pq_min_m
     sizes = [int(v) for v in args.sizes.split(",")]
     dims = [int(v) for v in args.dims.split(",")]
     methods = [m for m in args.methods.split(",") if m]
@@ -122,7 +125,7 @@ def main():
                       f"above on {max(args.recall_queries, args.queries)} other fresh queries (+- one standard "
                       f"error), 'timed' on the {args.queries} timed ones")
     if "ivfpq" in methods:
-        print(f"ivfpq: IVF{{nlist}},PQ{{m}}x4fs,RFlat with m = dims/4 ({', '.join(f'{d}: {S.pq_m(d)}' for d in dims)}), "
+        print(f"ivfpq: IVF{{nlist}},PQ{{m}}x4fs,RFlat with m sub-quantisers ({', '.join(f'{d}: {S.pq_m(d)}' for d in dims)}), "
               f"re-ranking the top 10 x {S.REFINE_K_FACTOR} exactly")
     print("exact faiss ids equal numpy's on", ", ".join(f"{r['agree']:.4f}" for r in lines), "of entries")
 

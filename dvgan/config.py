@@ -68,11 +68,18 @@ class TrainConfig:
     ckpt_every: int = 250         # steps between checkpoints (also written at the end)
     amp: bool = True              # bf16 autocast on CUDA (ignored on CPU)
 
+    @property
+    def image_adversary(self) -> bool:
+        """Whether the identity-conditioned image adversary has a generator term to serve (and is trained)."""
+        return self.w_gan > 0 and (self.gan_swap or self.gan_prior)
+
     def validate(self) -> "TrainConfig":
         if self.optimizer not in ("adam", "sgd"):
             raise UsageError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if self.lr_decay not in ("none", "cosine"):
             raise UsageError(f"lr_decay must be 'none' or 'cosine', got {self.lr_decay!r}")
+        if not 0.0 <= self.lr_floor <= 1.0:
+            raise UsageError(f"lr_floor must be in [0, 1], got {self.lr_floor}")
         if self.steps < 1 or self.batch_size < 2:
             raise UsageError("steps must be >= 1 and batch_size >= 2")
         if self.adv_every < 1 or self.zadv_steps < 1:

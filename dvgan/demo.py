@@ -85,16 +85,17 @@ def run_demo(out_dir: str | None = None, preset: str = "default", device: str = 
     figs = os.path.join(out, "figures")
     os.makedirs(figs, exist_ok=True)
     spec = f"sprites:{p['per_identity']}"
-    t0, timings, result = time.perf_counter(), {}, {"out": out, "preset": preset}
+    t0, started, timings = time.perf_counter(), {}, {}  # timings: seconds of the stages finished so far
+    result = {"out": out, "preset": preset, "timings": timings}
     bar = tqdm(total=len(STAGES), desc="demo", unit="stage", disable=not progress, position=0,
                bar_format="{desc}: {n}/{total} stages |{bar}| {elapsed} [{postfix}]")
 
     def stage(name):
         bar.set_postfix_str(name)
-        timings[name] = time.perf_counter()
+        started[name] = time.perf_counter()
 
     def done(name):
-        timings[name] = round(time.perf_counter() - timings[name], 1)
+        timings[name] = round(time.perf_counter() - started[name], 1)
         bar.update(1)
 
     stage("train")
@@ -158,10 +159,8 @@ def run_demo(out_dir: str | None = None, preset: str = "default", device: str = 
 
     stage("report")
     result["seconds"] = round(time.perf_counter() - t0, 1)
-    result["timings"] = {k: v for k, v in timings.items() if k != "report"}  # the stages finished so far
     result["report"] = write_demo_report(result, out)
     done("report")
-    result["timings"] = timings
     bar.close()
     return result
 

@@ -112,13 +112,8 @@ class LatentAdversary(nn.Module):
     encoder to leave no identity in z even where the decoder would ignore it.
     """
 
-    def __init__(self, cfg, hidden: int = 256, memory: int = 4096):
+    def __init__(self, cfg, hidden: int = 256):
         super().__init__()
-        # A memory of recent (mu, id) pairs lets the critic train on far more codes than one batch holds,
-        # as the probe that scores the model will. Buffers, so checkpoints carry them.
-        self.register_buffer("memory_codes", torch.zeros(memory, cfg.z_dim))
-        self.register_buffer("memory_ids", torch.zeros(memory, dtype=torch.long))
-        self.register_buffer("memory_seen", torch.zeros((), dtype=torch.long))
         # Standardise first: an identity signal at a tiny scale in a collapsed dimension is as
         # readable to a probe that standardises its inputs as a large one.
         self.net = nn.Sequential(nn.BatchNorm1d(cfg.z_dim, affine=False), nn.Linear(cfg.z_dim, hidden), nn.LeakyReLU(0.2),
@@ -127,20 +122,32 @@ class LatentAdversary(nn.Module):
     def forward(self, mu: torch.Tensor) -> torch.Tensor:
         return self.net(mu)
 
+
+class CodeMemory(nn.Module):
+    """A ring buffer of recent (mu, identity) pairs, so the latent critic trains on far more codes than
+    one batch holds, as the probe that scores the model will. Buffers, so checkpoints carry it; each
+    process keeps its own (it is training state, not a replicated model).
+    """
+
+    def __init__(self, z_dim: int, size: int = 4096):
+        super().__init__()
+        self.register_buffer("codes", torch.zeros(size, z_dim))
+        self.register_buffer("ids", torch.zeros(size, dtype=torch.long))
+        self.register_buffer("seen", torch.zeros((), dtype=torch.long))
+
     @torch.no_grad()
     def remember(self, mu: torch.Tensor, ids: torch.Tensor) -> None:
         """Store detached codes and their identities, overwriting the oldest."""
-        n = len(self.memory_ids)
-        slots = (self.memory_seen + torch.arange(len(ids), device=ids.device)) % n
-        self.memory_codes[slots] = mu.detach().float()
-        self.memory_ids[slots] = ids
-        self.memory_seen += len(ids)
+        slots = (self.seen + torch.arange(len(ids), device=ids.device)) % len(self.ids)
+        self.codes[slots] = mu.detach().float()
+        self.ids[slots] = ids
+        self.seen += len(ids)
 
     def recall(self, count: int):
         """(codes, ids): ``count`` pairs drawn at random from what is stored."""
-        filled = int(min(int(self.memory_seen), len(self.memory_ids)))
-        pick = torch.randint(filled, (count,), device=self.memory_ids.device)
-        return self.memory_codes[pick], self.memory_ids[pick]
+        filled = min(int(self.seen), len(self.ids))
+        pick = torch.randint(filled, (count,), device=self.ids.device)
+        return self.codes[pick], self.ids[pick]
 
 
 class PairCritic(nn.Module):

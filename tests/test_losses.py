@@ -1,7 +1,7 @@
 import torch
 
-from conftest import tiny_model_config, tiny_train_config
-from dvgan.model import LatentAdversary
+from conftest import tiny_train_config
+from dvgan.model import CodeMemory
 from dvgan.train.loop import lr_factor
 from dvgan.train.losses import within_identity_spread
 
@@ -24,14 +24,14 @@ def test_within_identity_spread_ignores_scale():
 
 
 def test_latent_critic_memory_keeps_the_newest_codes():
-    critic = LatentAdversary(tiny_model_config(z_dim=2, num_ids=5), memory=4)
-    critic.remember(torch.arange(6, dtype=torch.float32).repeat(2, 1).T, torch.arange(6) % 5)
-    assert int(critic.memory_seen) == 6
-    assert sorted(critic.memory_codes[:, 0].tolist()) == [2.0, 3.0, 4.0, 5.0]  # 0 and 1 were overwritten
-    codes, ids = critic.recall(50)
+    memory = CodeMemory(z_dim=2, size=4)
+    memory.remember(torch.arange(6, dtype=torch.float32).repeat(2, 1).T, torch.arange(6) % 5)
+    assert int(memory.seen) == 6
+    assert sorted(memory.codes[:, 0].tolist()) == [2.0, 3.0, 4.0, 5.0]  # 0 and 1 were overwritten
+    codes, ids = memory.recall(50)
     assert set(codes[:, 0].tolist()) <= {2.0, 3.0, 4.0, 5.0}
     assert torch.equal(ids, codes[:, 0].long() % 5)
-    assert {"memory_codes", "memory_ids", "memory_seen"} <= set(critic.state_dict())  # checkpointed
+    assert set(memory.state_dict()) == {"codes", "ids", "seen"}  # checkpointed
 
 
 def test_cosine_learning_rate_falls_to_its_floor():

@@ -68,11 +68,11 @@ def test_latent_critic_trains_on_its_memory(tmp_path):
     t = Trainer(tiny_model_config(), tiny_train_config(w_zadv=0.1, zadv_steps=3), {"spec": "sprites:3"},
                 str(tmp_path), device="cpu")
     recalled = []
-    real_recall = t.latent.recall
-    t.latent.recall = lambda n: recalled.append(n) or real_recall(n)
+    real_recall = t.memory.recall
+    t.memory.recall = lambda n: recalled.append(n) or real_recall(n)
     t.train_step()
     t.train_step()
-    assert int(t.latent.memory_seen) == 2 * t.train_cfg.batch_size
+    assert int(t.memory.seen) == 2 * t.train_cfg.batch_size
     assert recalled == [4 * t.train_cfg.batch_size] * 4  # two extra updates per step
 
 
@@ -154,7 +154,7 @@ def test_split_is_identity_disjoint_for_sprites(tiny_run):
 
 def _same_weights(a, b):
     assert a["step"] == b["step"]
-    for part_name in ("encoder", "decoder", "adversary", "latent_adversary"):
+    for part_name in ("encoder", "decoder", "adversary", "latent_adversary", "latent_memory"):
         assert a[part_name].keys() == b[part_name].keys()
         for k in a[part_name]:
             assert torch.equal(a[part_name][k], b[part_name][k]), (part_name, k)
@@ -179,7 +179,7 @@ def test_killed_run_resumes_to_the_same_state(tmp_path, monkeypatch):
     assert load_checkpoint(part)["step"] == 4  # the last checkpoint (every 2 steps)
     train(tiny_model_config(), tiny_train_config(steps=6), {}, part, device="cpu", resume=True, progress=False)
     a, b = load_checkpoint(full), load_checkpoint(part)
-    assert a["step"] == 6 and int(a["latent_adversary"]["memory_seen"]) == 6 * 8
+    assert a["step"] == 6 and int(a["latent_memory"]["seen"]) == 6 * 8
     _same_weights(a, b)
     steps = [json.loads(x)["step"] for x in open(os.path.join(part, "metrics.jsonl"))]
     assert steps == [2, 4, 6]

@@ -15,7 +15,7 @@ import torch.distributed as dist
 from .. import data as data_mod
 from ..errors import RuntimeFailure, UsageError
 from ..config import ModelConfig, TrainConfig, from_dict, to_dict
-from ..model import Adversary, AutoEncoder, LatentAdversary, PairCritic
+from ..model import Adversary, AutoEncoder, CodeMemory, LatentAdversary, PairCritic
 from .checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from .sampler import TripletSampler
 from .step import Batch, adversary_step, generator_step
@@ -88,6 +88,7 @@ class Trainer:
         self.adversary = Adversary(self.model_cfg).to(self.device)
         self.opt_gen = _optimizer(self.autoencoder.parameters(), train_cfg.lr, train_cfg)
         self.latent = LatentAdversary(self.model_cfg).to(self.device) if train_cfg.w_zadv > 0 else None
+        self.memory = CodeMemory(self.model_cfg.z_dim).to(self.device) if self.latent else None  # never DDP-wrapped
         self.pair = PairCritic(self.model_cfg).to(self.device) if train_cfg.w_zpair > 0 else None
         critic_params = [p for m in (self.adversary, self.latent, self.pair) if m is not None for p in m.parameters()]
         self.opt_adv = _optimizer(critic_params, train_cfg.adv_lr, train_cfg)
@@ -121,10 +122,10 @@ class Trainer:
             group["lr"] = cfg.lr * lr_factor(cfg, self.step)
         terms, x12, codes = generator_step(self.ae_run, self.adversary, self.opt_gen, cfg, batch,
                                            self.model_cfg.z_dim, self.latent, self.pair, self.autocast)
-        critics = cfg.w_gan > 0 or self.latent is not None or self.pair is not None
+        critics = cfg.image_adversary or self.latent is not None or self.pair is not None
         if critics and self.step % cfg.adv_every == 0:
             terms.update(adversary_step(self.adv_run, self.opt_adv, cfg, x12, batch, self.latent_run, codes,
-                                        self.pair_run, self.autocast))
+                                        self.pair_run, self.autocast, self.memory))
         self.step += 1
         out = {k: float(v) for k, v in terms.items()}
         bad = [k for k, v in out.items() if not math.isfinite(v)]
@@ -145,6 +146,7 @@ class Trainer:
             "decoder": self.autoencoder.decoder.state_dict(),
             "adversary": self.adversary.state_dict(),
             "latent_adversary": self.latent.state_dict() if self.latent else {},
+            "latent_memory": self.memory.state_dict() if self.memory else {},
             "pair_critic": self.pair.state_dict() if self.pair else {},
             "opt_gen": self.opt_gen.state_dict(),
             "opt_adv": self.opt_adv.state_dict(),
@@ -158,6 +160,7 @@ class Trainer:
         self.adversary.load_state_dict(state["adversary"])
         if self.latent is not None:
             self.latent.load_state_dict(state["latent_adversary"])
+            self.memory.load_state_dict(state["latent_memory"])
         if self.pair is not None:
             self.pair.load_state_dict(state["pair_critic"])
         self.opt_gen.load_state_dict(state["opt_gen"])

@@ -41,7 +41,6 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
     """
     autocast = autocast or contextlib.nullcontext
     critics = [m for m in (adversary, latent, pair) if m is not None]
-    use_gan = cfg.w_gan > 0 and (cfg.gan_swap or cfg.gan_prior)
     _requires_grad(critics, False)
     x1 = batch.x1
     z_prior = torch.randn(x1.shape[0], z_dim, device=x1.device)  # X.2 = Dec(z ~ N(0, I), s2)
@@ -56,7 +55,7 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
         "kl": kl_to_standard_normal(mu1, out["logvar1"].float()).mean() / x1[0].numel(),
     }
     loss = cfg.w_recon * terms["recon"] + cfg.w_swap_recon * terms["swap_recon"] + cfg.w_kl * terms["kl"]
-    if use_gan:
+    if cfg.image_adversary:
         named = [(n, x) for n, x, on in (("gan_swap", x12, cfg.gan_swap), ("gan_prior", xp2, cfg.gan_prior)) if on]
         with autocast():
             logits = adversary(torch.cat([x for _, x in named]), batch.id2.repeat(len(named))).float()
@@ -70,8 +69,7 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
         terms["zadv_gen"] = -F.log_softmax(latent(mu1), dim=1).mean()
         loss = loss + cfg.w_zadv * terms["zadv_gen"]
     if cfg.w_sinv > 0:
-        s1p = out["s1p"].float()
-        terms["sinv"] = within_identity_spread(out["s1"].float(), s1p, out["s2"].float())
+        terms["sinv"] = within_identity_spread(out["s1"].float(), out["s1p"].float(), out["s2"].float())
         loss = loss + cfg.w_sinv * terms["sinv"]
     if pair is not None and cfg.w_zpair > 0:
         # Leave the pair critic at chance: target 1/2 whether or not the pair shares an identity.
@@ -88,18 +86,19 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
 
 
 def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=None, pair=None,
-                   autocast=None) -> dict:
+                   autocast=None, memory=None) -> dict:
     """Update the critics. Image adversary (lambda > 0): fake = Dec(z1, s2) judged as not id2, real = x2 as id2.
 
     The encoder and decoder are untouched: fake and codes arrive detached. One forward over [fake; real]
     so a DDP-wrapped adversary sees a single call per step. The latent critic, when given, learns
-    to read id1 from mu1; the pair critic learns to tell (mu1, mu1') from (mu1, mu2).
+    to read id1 from mu1, then takes cfg.zadv_steps - 1 more updates on codes recalled from memory
+    (a CodeMemory) when given; the pair critic learns to tell (mu1, mu1') from (mu1, mu2).
     """
     mu1 = None if codes is None else codes["mu1"]
     autocast = autocast or contextlib.nullcontext
     b, ids = fake.shape[0], batch.id2
     result, loss, logits = {}, 0.0, None
-    if cfg.w_gan > 0:  # lambda = 0: the image adversary has no use, so it is not trained
+    if cfg.image_adversary:  # otherwise (lambda = 0) it has no use, so it is not trained
         images, labels = [fake, batch.x2], [ids, ids]
         if cfg.adv_mismatch:  # x1 is real but not of id2: judging it so makes the adversary look at identity
             images.append(batch.x1)
@@ -126,8 +125,7 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    if latent is not None and mu1 is not None:
-        memory = getattr(latent, "module", latent)  # DDP wraps the critic
+    if latent is not None and mu1 is not None and memory is not None:
         memory.remember(mu1, batch.id1)
         for _ in range(cfg.zadv_steps - 1):  # the latent critic is cheap: let it keep up with the encoder
             old_mu, old_ids = memory.recall(4 * b)
