@@ -14,7 +14,7 @@ device = _maybe_init_distributed("cpu")
 trainer = Trainer(tiny_model_config(), tiny_train_config(steps=3), {"spec": "sprites:3"},
                   os.path.join(out, "run"), device=device)
 modules = {"encoder": trainer.autoencoder.encoder, "decoder": trainer.autoencoder.decoder,
-           "adversary": trainer.adversary}
+           "adversary": trainer.adversary, "latent": trainer.latent}
 
 
 def params(m):
@@ -25,7 +25,8 @@ initial = {p: params(m) for p, m in modules.items()}
 for _ in range(3):
     trainer.train_step()
 trainer.save()
-torch.save({"step": trainer.step, **{p: params(m) for p, m in modules.items()},
+torch.save({"step": trainer.step, "memory": trainer.memory.state_dict(),
+            **{p: params(m) for p, m in modules.items()},
             **{"initial_" + k: v for k, v in initial.items()}},
            os.path.join(out, f"rank{dist.get_rank()}.pt"))
 dist.destroy_process_group()
