@@ -57,6 +57,9 @@ class TrainConfig:
                                   # the paper; 0 = off)
     w_zadv: float = 0.05          # latent identity critic on mu (not in the paper; 0 = off)
     zadv_steps: int = 5           # latent critic updates per adversary step (extra ones on remembered codes)
+    zadv_trunk_grad: float = 1.0  # share of the latent critic's gradient that reaches the encoder's conv trunk
+                                  # (0 = only the z head learns to hide the identity; the trunk, shared
+                                  # with s, is left to the other terms)
     w_zpair: float = 0.0          # pair critic on (mu1, mu1') vs (mu1, mu2) (not in the paper; 0 = off)
     adv_mismatch: bool = False    # also show the adversary real images under another identity's label, as
                                   # fakes (matching-aware discriminator, Reed et al. 2016; not in the paper)
@@ -87,6 +90,8 @@ class TrainConfig:
         for name in ("w_recon", "w_swap_recon", "w_kl", "w_gan", "w_sinv", "w_zadv", "w_zpair", "lr", "adv_lr"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.zadv_trunk_grad <= 1.0:
+            raise UsageError(f"zadv_trunk_grad must be in [0, 1], got {self.zadv_trunk_grad}")
         if not 0.0 < self.real_label <= 1.0:
             raise UsageError(f"real_label must be in (0, 1], got {self.real_label}")
         return self

@@ -36,11 +36,17 @@ class Encoder(nn.Module):
         self.to_s = nn.Linear(feat, cfg.s_dim)
         self.to_z = nn.Linear(feat, 2 * cfg.z_dim)  # mu and logvar
 
-    def forward(self, x: torch.Tensor):
-        h = self.trunk(x).flatten(1)  # (B, 4w * (H/8) * (W/8))
-        s = self.to_s(h)
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The trunk's output, flattened: (B, 4w * (H/8) * (W/8)), shared by both heads."""
+        return self.trunk(x).flatten(1)
+
+    def heads(self, h: torch.Tensor):
+        """Trunk features -> (s, mu, logvar)."""
         mu, logvar = self.to_z(h).chunk(2, dim=1)
-        return s, mu, logvar
+        return self.to_s(h), mu, logvar
+
+    def forward(self, x: torch.Tensor):
+        return self.heads(self.features(x))
 
 
 class Decoder(nn.Module):
@@ -188,19 +194,26 @@ class AutoEncoder(nn.Module):
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
 
-    def forward(self, x1, x1p, x2, z_prior):
+    def forward(self, x1, x1p, x2, z_prior, critic_trunk_grad: float = 1.0):
         """Algorithm 1's generator forward on a batch of B triplets; returns a dict of tensors.
 
         Encodes x1, x1', x2 in one pass and decodes Dec(z1, s1), Dec(z1, s1'), Dec(z1, s2) and
-        Dec(z_prior, s2) in one pass (one BatchNorm batch each).
+        Dec(z_prior, s2) in one pass (one BatchNorm batch each). "mu1_critic" equals mu1, but only
+        critic_trunk_grad of a gradient through it reaches the trunk; the rest stops at the z head.
         """
         b = x1.shape[0]
-        s, mu, logvar = self.encoder(torch.cat([x1, x1p, x2]))
+        h = self.encoder.features(torch.cat([x1, x1p, x2]))
+        s, mu, logvar = self.encoder.heads(h)
         s1, s1p, s2 = s.split(b)
         mu1, mu1p, mu2 = mu.split(b)
         logvar1 = logvar[:b]
         z1 = reparameterize(mu1, logvar1)
         images = self.decoder(torch.cat([s1, s1p, s2, s2]), torch.cat([z1, z1, z1, z_prior]))
         x11, x11p, x12, xp2 = images.split(b)
-        return {"x11": x11, "x11p": x11p, "x12": x12, "xp2": xp2,
+        mu1_critic = mu1
+        if critic_trunk_grad < 1.0:
+            h1 = h[:b]
+            h1 = critic_trunk_grad * h1 + (1.0 - critic_trunk_grad) * h1.detach()
+            mu1_critic = self.encoder.to_z(h1)[:, :mu1.shape[1]]
+        return {"x11": x11, "x11p": x11p, "x12": x12, "xp2": xp2, "mu1_critic": mu1_critic,
                 "mu1": mu1, "mu1p": mu1p, "mu2": mu2, "logvar1": logvar1, "s1": s1, "s1p": s1p, "s2": s2}

@@ -63,6 +63,21 @@ def test_s_invariance_term_moves_only_the_encoder(tmp_path):
     assert _moved(enc_before, t.autoencoder.encoder) and not _moved(dec_before, t.autoencoder.decoder)
 
 
+@pytest.mark.parametrize("trunk_grad", [0.0, 1.0])
+def test_latent_critic_reaches_the_trunk_as_configured(tmp_path, trunk_grad):
+    """zadv_trunk_grad = 0 leaves the latent critic's term to the z head; 1 lets it reach the trunk too."""
+    cfg = tiny_train_config(w_zadv=1.0, zadv_trunk_grad=trunk_grad, w_gan=0.0, w_recon=0.0, w_swap_recon=0.0,
+                            w_kl=0.0, w_sinv=0.0)
+    t = Trainer(tiny_model_config(), cfg, {"spec": "sprites:3"}, str(tmp_path), device="cpu")
+    enc = t.autoencoder.encoder
+    before = _snapshot(enc)
+    terms = t.train_step()
+    assert terms["zadv_gen"] > 0
+    moved = _moved(before, enc)
+    assert {"to_z.weight", "to_z.bias"} <= moved and not {"to_s.weight", "to_s.bias"} & moved
+    assert any(k.startswith("trunk.") for k in moved) == (trunk_grad > 0)
+
+
 def test_latent_critic_trains_on_its_memory(tmp_path):
     """With zadv_steps > 1 the extra critic updates draw from the memory of past codes."""
     t = Trainer(tiny_model_config(), tiny_train_config(w_zadv=0.1, zadv_steps=3), {"spec": "sprites:3"},
@@ -233,9 +248,14 @@ def test_ddp_replicas_stay_identical(tmp_path):
     # Parameters must agree exactly. BatchNorm running statistics are broadcast from rank 0 at the
     # start of each forward, so after the last step each rank holds its own batch's update; the
     # checkpoint is written by rank 0.
-    for part in ("encoder", "decoder", "adversary"):
+    for part in ("encoder", "decoder", "adversary", "latent"):
         assert set(r0[part]) == set(r1[part]) and r0[part]
         for k, v in r0[part].items():
             assert torch.equal(v, r1[part][k]), (part, k)
             assert not torch.equal(v, r0["initial_" + part][k]), (part, k)
+    # The latent critic's code memory is each rank's own: its extra updates recall local codes, and
+    # DDP averages their gradients, which is what keeps the critic identical above.
+    m0, m1 = r0["memory"], r1["memory"]
+    assert int(m0["seen"]) == int(m1["seen"]) == 3 * tiny_train_config().batch_size
+    assert not torch.equal(m0["codes"], m1["codes"])
     assert (tmp_path / "run" / "checkpoint.pt").exists()  # rank 0 alone writes the run folder

@@ -45,7 +45,7 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
     x1 = batch.x1
     z_prior = torch.randn(x1.shape[0], z_dim, device=x1.device)  # X.2 = Dec(z ~ N(0, I), s2)
     with autocast():
-        out = autoencoder(x1, batch.x1p, batch.x2, z_prior)
+        out = autoencoder(x1, batch.x1p, batch.x2, z_prior, cfg.zadv_trunk_grad)
     x11, x11p, x12, xp2 = (out[k].float() for k in ("x11", "x11p", "x12", "xp2"))
     codes = {k: out[k].float() for k in ("mu1", "mu1p", "mu2")}
     mu1 = codes["mu1"]
@@ -66,7 +66,7 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
             loss = loss + cfg.w_gan * terms[name]
     if latent is not None and cfg.w_zadv > 0:
         # Push the latent critic's prediction towards uniform: bounded, unlike maximising its loss.
-        terms["zadv_gen"] = -F.log_softmax(latent(mu1), dim=1).mean()
+        terms["zadv_gen"] = -F.log_softmax(latent(out["mu1_critic"].float()), dim=1).mean()
         loss = loss + cfg.w_zadv * terms["zadv_gen"]
     if cfg.w_sinv > 0:
         terms["sinv"] = within_identity_spread(out["s1"].float(), out["s1p"].float(), out["s2"].float())
