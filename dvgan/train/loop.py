@@ -120,11 +120,11 @@ class Trainer:
         batch = self.batch()
         for group in self.opt_gen.param_groups:
             group["lr"] = cfg.lr * lr_factor(cfg, self.step)
-        terms, x12, codes = generator_step(self.ae_run, self.adversary, self.opt_gen, cfg, batch,
+        terms, fakes, codes = generator_step(self.ae_run, self.adversary, self.opt_gen, cfg, batch,
                                            self.model_cfg.z_dim, self.latent, self.pair, self.autocast)
         critics = cfg.image_adversary or self.latent is not None or self.pair is not None
         if critics and self.step % cfg.adv_every == 0:
-            terms.update(adversary_step(self.adv_run, self.opt_adv, cfg, x12, batch, self.latent_run, codes,
+            terms.update(adversary_step(self.adv_run, self.opt_adv, cfg, fakes, batch, self.latent_run, codes,
                                         self.pair_run, self.autocast, self.memory))
         self.step += 1
         out = {k: float(v) for k, v in terms.items()}
@@ -273,8 +273,9 @@ def _run(trainer: Trainer, metrics_path: str, progress: bool) -> dict:
                     mlog.write(json.dumps({"step": step, "time": round(now - t_start, 3),
                                            "images_per_s": round(ips, 1), **{k: round(v, 6) for k, v in last.items()}}) + "\n")
                     mlog.flush()
-                bar.set_postfix(loss=f"{last['loss']:.4f}", recon=f"{last['recon']:.4f}",
-                                adv=f"{last.get('adv', float('nan')):.3f}", img_s=f"{ips:.0f}", refresh=False)
+                shown = {"loss": f"{last['loss']:.4f}", "recon": f"{last['recon']:.4f}"}
+                shown.update({k: f"{last[k]:.3f}" for k in ("adv", "zadv") if k in last})  # the critics trained
+                bar.set_postfix(**shown, img_s=f"{ips:.0f}", refresh=False)
             if main and cfg.sample_every and step % cfg.sample_every == 0 and step != total:
                 _write_swap_grid(trainer, step)
             if step % cfg.ckpt_every == 0 or step == total:
