@@ -202,6 +202,34 @@ def test_sprite_analogies_on_a_copy_model():
         assert out[part]["copy_a"]["mse"] > 0
 
 
+def test_nearest_render_psnr_finds_the_render_among_many():
+    rng = np.random.default_rng(5)
+    f = sprites.sample_factors(3, rng)
+    images = analogies.true_images(np.full(3, 42), f, 16, 3)
+    near = analogies.nearest_render_psnr(images, 42, 16, 3, 256, np.random.default_rng(6))
+    far = analogies.nearest_render_psnr(images, 43, 16, 3, 256, np.random.default_rng(6))  # another colour
+    exact = analogies.nearest_render_psnr(analogies.true_images(np.array([7]), sprites.sample_factors(1, np.random.default_rng(9)), 16, 3),
+                                          7, 16, 3, 1, np.random.default_rng(9))  # the same draw: the render itself
+    assert exact[0] == analogies.PSNR_CAP
+    assert (near > far + 1.0).all()
+
+
+def test_sprite_samples_score_copies_of_a_like_real_images_of_a():
+    """A 'sampler' that returns the image of a scores like fresh renders of a, well above another identity;
+    one that returns another identity's image scores like the other-identity reference."""
+    d = data_mod.load("sprites:3", 16, 3, seed=0)
+    split = data_mod.make_split(d, holdout_identities=0.2, seed=0)
+    copy_a = analogies.sprite_samples(lambda xa, z: xa, lambda xa, xb: xb, d, split, 16, 3, 5, 12, per_id=3,
+                                      n_renders=128, seed=0)
+    assert copy_a["n_identities"] == 12 and copy_a["per_identity"] == 3
+    assert abs(copy_a["model"] - copy_a["real"]) < 1.5
+    assert copy_a["model"] > copy_a["other_identity"] + 2.0
+    assert copy_a["swap"] < copy_a["model"]  # the 'swap' here copies b, another identity
+    blank = analogies.sprite_samples(lambda xa, z: np.full_like(xa, 1.0), lambda xa, xb: xa, d, split, 16, 3, 5, 12,
+                                     per_id=3, n_renders=128, seed=0)
+    assert blank["model"] < blank["other_identity"] < blank["real"]
+
+
 # -- figures ------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -285,6 +313,7 @@ def test_cli_evaluates_two_runs_side_by_side(two_runs):
         assert set(p["results"]) == {"s", "z_mu", "z_sample", "pixels", "cnn"}
         assert set(rep["attributes"]) == set(sprites.ATTRIBUTES) and set(rep["factors"]) == set(sprites.FACTORS)
         assert set(rep["analogies"]) == {"unseen", "seen"}
+        assert rep["samples"]["n_identities"] == min(rep["sizes"]["sample_ids"], rep["split"]["n_test_identities"])
         assert rep["retrieval"]["n"] == min(rep["split"]["n_test"], rep["sizes"]["retrieval"])
         md = (out / name / "report.md").read_text()
         assert "Quick evaluation" in md

@@ -78,6 +78,16 @@ def markdown(result: dict) -> str:
             rows = [[k.replace("_", " "), _num(a[k]["mse"], 4), _num(a[k]["psnr"], 2)]
                     for k in ("model", "copy_a", "copy_b", "identity_mean")]
             lines += [f"### {label}: {a['n_pairs']} pairs", ""] + _table(["", "MSE", "PSNR"], rows) + [""]
+    smp = result.get("samples")
+    if smp:
+        lines += ["## Conditional samples against the truth (sprites)", "",
+                  f"Dec(s_a, z ~ N(0, I)) for {smp['n_identities']} unseen identities, {smp['per_identity']} draws "
+                  f"each: PSNR (dB) against the nearest of {smp['n_renders']} renders of a's identity at random "
+                  "factors. Scored the same way: swaps Dec(s_a, mu_b), fresh renders of a (what a perfect sampler "
+                  "gets), renders of another identity (a sampler that loses the identity). Samples should score "
+                  "near the swaps and well above another identity.", ""]
+        rows = [[k.replace("_", " "), _num(smp[k], 2)] for k in ("model", "swap", "real", "other_identity")]
+        lines += _table(["", "nearest-render PSNR"], rows) + [""]
     captions = {"swap": "Swap grid (Fig. 2a): top row gives s, left column gives z (mu); diagonal = reconstructions.",
                 "interpolation": "Interpolation (Fig. 2b): s moves from a to b along columns, z along rows; "
                                  "a real at top left, b real at bottom right.",
@@ -121,6 +131,10 @@ def summary_rows(result: dict) -> list:
         rows.append((f"analogy PSNR, {part} (model / best baseline)",
                      f"{a['model']['psnr']:.2f} / "
                      f"{max(a[k]['psnr'] for k in ('copy_a', 'copy_b', 'identity_mean')):.2f}"))
+    if result.get("samples"):
+        smp = result["samples"]
+        rows.append(("sample nearest-render PSNR (model / swap / real)",
+                     f"{smp['model']:.2f} / {smp['swap']:.2f} / {smp['real']:.2f}"))
     return rows
 
 

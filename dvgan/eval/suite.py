@@ -32,12 +32,12 @@ log = logging.getLogger(__name__)
 # Sizes of the full and the quick evaluation. Larger sets are subsampled, stratified and seeded,
 # and the sizes used are recorded in the report.
 FULL = {"probe_fit": 8000, "probe_eval": 4000, "pixel_fit": 8000, "cnn_epochs": 6, "max_epochs": probes.MAX_EPOCHS,
-        "repeats": 3, "retrieval": 3000, "pairs": 300}
+        "repeats": 3, "retrieval": 3000, "pairs": 300, "sample_ids": 64}
 # The quick one keeps the identity probes' data and epochs (one seed): with 1,200 probe images and 40
 # epochs it read 97% z (mu) error on a sprites run where the full probe read 18% (it needed 77 to 108
 # epochs), a leak it must not hide.
 QUICK = {"probe_fit": 4000, "probe_eval": 2000, "pixel_fit": 4000, "cnn_epochs": 2, "max_epochs": probes.MAX_EPOCHS,
-         "repeats": 1, "retrieval": 800, "pairs": 100}
+         "repeats": 1, "retrieval": 800, "pairs": 100, "sample_ids": 16}
 FIGURE_IDS = 10     # identities in the swap and sample figures
 STRIP_QUERIES = 6   # queries in each retrieval strip figure
 K = 10              # neighbours for precision@k and the strips
@@ -278,6 +278,11 @@ def evaluate(run_dir: str, out_dir: str | None = None, *, seed: int = 0, quick: 
         result["analogies"] = analogies.sprite_analogies(swap, data, split, cfg.image_size, cfg.channels,
                                                          sizes["pairs"], seed)
         timings["analogies"] = time.perf_counter() - t
+        t = time.perf_counter()
+        sample = analogies.model_sample(run["encoder"], run["decoder"])
+        result["samples"] = analogies.sprite_samples(sample, swap, data, split, cfg.image_size, cfg.channels,
+                                                     cfg.z_dim, sizes["sample_ids"], seed=seed)
+        timings["samples"] = time.perf_counter() - t
     t = time.perf_counter()
     result["figures"] = _figures(run, feat, ret_items, out_dir, seed)
     timings["figures"] = time.perf_counter() - t
