@@ -61,6 +61,10 @@ class TrainConfig:
                                   # (0 = only the z head learns to hide the identity; the trunk, shared
                                   # with s, is left to the other terms)
     w_zpair: float = 0.0          # pair critic on (mu1, mu1') vs (mu1, mu2) (not in the paper; 0 = off)
+    adv_prior_fake: bool = True   # the adversary also judges Dec(z ~ N(0, I), s2) as a fake for id2. Algorithm 1
+                                  # shows it only Dec(z1, s2), so the generator's prior term meets a judge that
+                                  # never saw prior samples and conditional samples come out as noise (not in
+                                  # the paper; False = Algorithm 1 as written)
     adv_mismatch: bool = False    # also show the adversary real images under another identity's label, as
                                   # fakes (matching-aware discriminator, Reed et al. 2016; not in the paper)
     real_label: float = 0.95      # one-sided label smoothing for the adversary's real target

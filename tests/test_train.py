@@ -140,6 +140,27 @@ def test_mismatched_real_images_are_fakes_for_the_adversary(tmp_path, monkeypatc
     assert "adv_mismatch_acc" in out
 
 
+def test_prior_samples_are_fakes_for_the_adversary_when_asked(tmp_path, monkeypatch):
+    """adv_prior_fake: the adversary's fakes are Dec(z1, s2) then Dec(z ~ N(0, I), s2), both under id2,
+    each with a fake target; x2 follows as the real."""
+    t = Trainer(tiny_model_config(), tiny_train_config(adv_prior_fake=True), {"spec": "sprites:3"}, str(tmp_path),
+                device="cpu")
+    seen = []
+    real_forward = t.adversary.forward
+    monkeypatch.setattr(t.adversary, "forward", lambda x, ids: seen.append((x.detach(), ids)) or real_forward(x, ids))
+    batch = t.batch()
+    _, fake, _ = generator_step(t.autoencoder, t.adversary, t.opt_gen, t.train_cfg, batch, 8)
+    (generated, _), = seen  # the generator step judges [Dec(z1, s2); Dec(z_prior, s2)]
+    b = batch.x1.shape[0]
+    assert fake.shape[0] == 2 * b and torch.equal(fake, generated)
+    seen.clear()
+    out = adversary_step(t.adversary, t.opt_adv, t.train_cfg, fake, batch)
+    (x, ids), = seen
+    assert torch.equal(x[:2 * b], fake) and torch.equal(x[2 * b:], batch.x2)
+    assert torch.equal(ids, batch.id2.repeat(3))
+    assert 0.0 <= float(out["adv_acc"]) <= 1.0
+
+
 def test_update_ratio(tmp_path):
     t = Trainer(tiny_model_config(), tiny_train_config(adv_every=2), {"spec": "sprites:3"}, str(tmp_path), device="cpu")
     assert "adv" in t.train_step()       # step 0
@@ -259,3 +280,15 @@ def test_ddp_replicas_stay_identical(tmp_path):
     assert int(m0["seen"]) == int(m1["seen"]) == 3 * tiny_train_config().batch_size
     assert not torch.equal(m0["codes"], m1["codes"])
     assert (tmp_path / "run" / "checkpoint.pt").exists()  # rank 0 alone writes the run folder
+
+
+def test_sprites_config_spells_out_the_default_recipe():
+    """configs/sprites.toml says it is ModelConfig() and TrainConfig() as they are: keep the two in step."""
+    import tomllib
+
+    from dvgan.config import ModelConfig, TrainConfig, from_dict, to_dict
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "configs", "sprites.toml"), "rb") as f:
+        recipe = tomllib.load(f)
+    assert to_dict(from_dict(TrainConfig, recipe["train"])) == to_dict(TrainConfig())
+    assert to_dict(from_dict(ModelConfig, recipe["model"])) == to_dict(ModelConfig())

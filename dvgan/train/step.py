@@ -37,7 +37,8 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
 
     autoencoder: the AutoEncoder (possibly DDP-wrapped); adversary, latent, pair: the plain critic
     modules (latent only when cfg.w_zadv > 0, pair only when cfg.w_zpair > 0).
-    Returns (loss terms as 0-dim tensors, detached Dec(z1, s2), detached codes {mu1, mu1p, mu2}).
+    Returns (loss terms as 0-dim tensors, the adversary's fakes for id2 (detached Dec(z1, s2), then
+    Dec(z_prior, s2) when cfg.adv_prior_fake), detached codes {mu1, mu1p, mu2}).
     """
     autocast = autocast or contextlib.nullcontext
     critics = [m for m in (adversary, latent, pair) if m is not None]
@@ -82,12 +83,14 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
     _requires_grad(critics, True)
     result = {k: v.detach() for k, v in terms.items()}
     result["loss"] = loss.detach()
-    return result, x12.detach(), {k: v.detach() for k, v in codes.items()}
+    fakes = torch.cat([x12, xp2]) if cfg.adv_prior_fake else x12
+    return result, fakes.detach(), {k: v.detach() for k, v in codes.items()}
 
 
 def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=None, pair=None,
                    autocast=None, memory=None) -> dict:
-    """Update the critics. Image adversary (lambda > 0): fake = Dec(z1, s2) judged as not id2, real = x2 as id2.
+    """Update the critics. Image adversary (lambda > 0): fake = Dec(z1, s2) (and Dec(z_prior, s2) after it
+    with cfg.adv_prior_fake) judged as not id2, real = x2 as id2.
 
     The encoder and decoder are untouched: fake and codes arrive detached. One forward over [fake; real]
     so a DDP-wrapped adversary sees a single call per step. The latent critic, when given, learns
@@ -96,17 +99,18 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
     """
     mu1 = None if codes is None else codes["mu1"]
     autocast = autocast or contextlib.nullcontext
-    b, ids = fake.shape[0], batch.id2
+    b, ids = batch.x1.shape[0], batch.id2
+    nf = fake.shape[0]  # b, or 2b with prior samples among the fakes
     result, loss, logits = {}, 0.0, None
     if cfg.image_adversary:  # otherwise (lambda = 0) it has no use, so it is not trained
-        images, labels = [fake, batch.x2], [ids, ids]
+        images, labels = [fake, batch.x2], [ids.repeat(nf // b), ids]
         if cfg.adv_mismatch:  # x1 is real but not of id2: judging it so makes the adversary look at identity
             images.append(batch.x1)
             labels.append(ids)
         with autocast():
             logits = adversary(torch.cat(images), torch.cat(labels)).float()
         target = torch.zeros_like(logits)
-        target[b:2 * b] = cfg.real_label  # one-sided smoothing
+        target[nf:nf + b] = cfg.real_label  # one-sided smoothing
         loss = F.binary_cross_entropy_with_logits(logits, target)
         result["adv"] = loss.detach()
     if latent is not None and mu1 is not None:
@@ -135,7 +139,7 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
     if logits is None:
         return result
     with torch.no_grad():
-        result["adv_acc"] = torch.cat([logits[:b] < 0, logits[b:2 * b] > 0]).float().mean()
+        result["adv_acc"] = torch.cat([logits[:nf] < 0, logits[nf:nf + b] > 0]).float().mean()
         if cfg.adv_mismatch:
-            result["adv_mismatch_acc"] = (logits[2 * b:] < 0).float().mean()
+            result["adv_mismatch_acc"] = (logits[nf + b:] < 0).float().mean()
     return result
