@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 PRESETS = {
     "smoke": {"steps": 200, "per_identity": 20, "eval_quick": True},
     "default": {"steps": TrainConfig().steps, "per_identity": 100, "eval_quick": True},
-    "long": {"steps": 3 * TrainConfig().steps, "per_identity": 100, "eval_quick": False},
+    "long": {"steps": 6 * TrainConfig().steps, "per_identity": 100, "eval_quick": False},  # the targets' run
 }
 STAGES = ("train", "export", "index", "query", "swap", "sample", "interpolate", "evaluate", "report")
 N_SWAP = 6      # identities in the swap grid
