@@ -135,8 +135,8 @@ def test_mismatched_real_images_are_fakes_for_the_adversary(tmp_path, monkeypatc
     seen.clear()
     out = adversary_step(t.adversary, t.opt_adv, t.train_cfg, fake, batch)
     (x, ids), = seen
-    b = batch.x1.shape[0]
-    assert torch.equal(x[2 * b:], batch.x1) and torch.equal(ids[2 * b:], batch.id2)  # x1 shown as id2
+    b, nf = batch.x1.shape[0], fake.shape[0]  # fakes first, then x2 as the real, then x1
+    assert torch.equal(x[nf + b:], batch.x1) and torch.equal(ids[nf + b:], batch.id2)  # x1 shown as id2
     assert "adv_mismatch_acc" in out
 
 
