@@ -177,6 +177,10 @@ def key_numbers(report: dict) -> dict:
     if unseen:
         out["analogy_psnr"] = unseen["model"]["psnr"]
         out["best_copy_psnr"] = max(unseen[b]["psnr"] for b in ("copy_a", "copy_b", "identity_mean"))
+    samples = report.get("samples")
+    if samples:
+        out["sample_psnr"], out["sample_swap_psnr"] = samples["model"], samples["swap"]
+        out["sample_other_identity_psnr"] = samples["other_identity"]
     return out
 
 
@@ -201,6 +205,8 @@ def write_demo_report(result: dict, out: str) -> str:
         f"| identity probe error from z (sample) | {pct(e.get('z_sample_test_error'))} | chance {pct(e.get('chance_error'))} |",
         f"| s retrieval precision@10 | {num(e.get('s_precision_at_10'))} | 1.0 is perfect |",
         f"| analogy PSNR, Dec(s_a, mu_b) vs the true render | {num(e.get('analogy_psnr'))} dB | best copy baseline {num(e.get('best_copy_psnr'))} dB |",
+        f"| conditional samples Dec(s_a, z ~ N(0, I)), PSNR to the nearest true render of a | {num(e.get('sample_psnr'))} dB | "
+        f"swaps {num(e.get('sample_swap_psnr'))} dB; another identity {num(e.get('sample_other_identity_psnr'))} dB |",
         "",
         "## Swap (top row gives s, left column gives z; the diagonal reconstructs)",
         f"![swap]({rel(result['swap'])})",

@@ -39,6 +39,9 @@ def demo_cmd(out, preset, device, no_progress):
     if e.get("analogy_psnr") is not None:
         click.echo(f"  analogy PSNR {e['analogy_psnr']:.1f} dB (best copy baseline {e['best_copy_psnr']:.1f} dB); "
                    f"s precision@10 {e.get('s_precision_at_10', float('nan')):.2f}")
+    if e.get("sample_psnr") is not None:
+        click.echo(f"  conditional samples {e['sample_psnr']:.1f} dB to the nearest true render "
+                   f"(swaps {e['sample_swap_psnr']:.1f} dB, another identity {e['sample_other_identity_psnr']:.1f} dB)")
     click.echo(f"  report: {res['report']}")
     click.echo(f"  swap grid: {res['swap']}")
     click.echo(f"  try: dvgan query --by specified {res['query']['image']}")

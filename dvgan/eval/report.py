@@ -133,7 +133,7 @@ def summary_rows(result: dict) -> list:
                      f"{max(a[k]['psnr'] for k in ('copy_a', 'copy_b', 'identity_mean')):.2f}"))
     if result.get("samples"):
         smp = result["samples"]
-        rows.append(("sample nearest-render PSNR (model / swap / real)",
+        rows.append(("samples PSNR (model / swaps / real)",
                      f"{smp['model']:.2f} / {smp['swap']:.2f} / {smp['real']:.2f}"))
     return rows
 
