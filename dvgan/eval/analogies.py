@@ -58,16 +58,17 @@ def pairs(labels, n_pairs: int, seed: int = 0) -> tuple:
     return np.asarray(a[:n_pairs]), np.asarray(b[:n_pairs])
 
 
+def _batched(fn, *arrays) -> np.ndarray:
+    """fn over aligned BATCH-sized slices of numpy arrays (as tensors), results concatenated as numpy."""
+    return np.concatenate([fn(*(torch.from_numpy(a[i:i + BATCH]) for a in arrays)).numpy()
+                           for i in range(0, len(arrays[0]), BATCH)])
+
+
 def model_swap(encoder, decoder):
     """A swap function (x_a, x_b) -> Dec(s_a, mu_b), numpy float (N, C, H, W) in, out, batched."""
     @torch.no_grad()
     def swap(x_a: np.ndarray, x_b: np.ndarray) -> np.ndarray:
-        out = []
-        for i in range(0, len(x_a), BATCH):
-            s_a, _, _ = encoder(torch.from_numpy(x_a[i:i + BATCH]))
-            _, mu_b, _ = encoder(torch.from_numpy(x_b[i:i + BATCH]))
-            out.append(decoder(s_a, mu_b).numpy())
-        return np.concatenate(out)
+        return _batched(lambda a, b: decoder(encoder(a)[0], encoder(b)[1]), x_a, x_b)
     return swap
 
 
@@ -75,11 +76,7 @@ def model_sample(encoder, decoder):
     """A conditional generator (x_a, z) -> Dec(s_a, z), numpy float in, out, batched."""
     @torch.no_grad()
     def sample(x_a: np.ndarray, z: np.ndarray) -> np.ndarray:
-        out = []
-        for i in range(0, len(x_a), BATCH):
-            s_a, _, _ = encoder(torch.from_numpy(x_a[i:i + BATCH]))
-            out.append(decoder(s_a, torch.from_numpy(z[i:i + BATCH])).numpy())
-        return np.concatenate(out)
+        return _batched(lambda a, zz: decoder(encoder(a)[0], zz), x_a, z)
     return sample
 
 
