@@ -232,6 +232,21 @@ def test_resume_with_more_steps_extends_a_constant_rate_run(tmp_path):
     _same_weights(load_checkpoint(full), load_checkpoint(part))
 
 
+def test_resume_of_an_older_checkpoint_keeps_how_it_was_trained(tmp_path):
+    """A checkpoint written before adv_prior_fake existed trained without it; resuming keeps it off."""
+    from dvgan.train.checkpoint import save_checkpoint
+    out = str(tmp_path / "run")
+    train(tiny_model_config(), tiny_train_config(steps=2, adv_prior_fake=False), {"spec": "sprites:3"}, out,
+          device="cpu", progress=False)
+    path = os.path.join(out, "checkpoint.pt")
+    state = load_checkpoint(path)
+    del state["train_config"]["adv_prior_fake"]  # as an older version wrote it
+    save_checkpoint(path, state)
+    train(tiny_model_config(), tiny_train_config(steps=4), {}, out, device="cpu", resume=True, progress=False)
+    resumed = load_checkpoint(path)
+    assert resumed["step"] == 4 and resumed["train_config"]["adv_prior_fake"] is False
+
+
 def test_existing_run_is_not_overwritten(tiny_run):
     from dvgan.errors import UsageError
     with pytest.raises(UsageError, match="--resume"):

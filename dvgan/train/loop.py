@@ -210,6 +210,10 @@ def _maybe_init_distributed(device: str):
     return "cpu"
 
 
+# TrainConfig fields whose default differs from the behaviour before the field existed.
+LEGACY_TRAIN_DEFAULTS = {"adv_prior_fake": False}
+
+
 def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_cfg: dict, out_dir: str,
           device: str = "auto", resume: bool = False, progress: bool = True) -> dict:
     """Train a run into out_dir (checkpoint.pt, config.json, split.json, metrics.jsonl, samples/).
@@ -224,7 +228,8 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_cfg: dict, out_di
         state = load_checkpoint(ckpt_path)
         steps = train_cfg.steps
         model_cfg = from_dict(ModelConfig, state["model_config"])
-        train_cfg = from_dict(TrainConfig, state["train_config"])
+        # Fields added since a checkpoint was written take the value that reproduces how it was trained.
+        train_cfg = from_dict(TrainConfig, {**LEGACY_TRAIN_DEFAULTS, **state["train_config"]})
         train_cfg.steps = max(steps, train_cfg.steps) if steps else train_cfg.steps
         data_cfg = {k: v for k, v in state["data"].items() if k not in ("image_size", "channels", "identity_values")}
     elif os.path.exists(ckpt_path):
