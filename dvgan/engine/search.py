@@ -30,7 +30,7 @@ HNSW_M = 32
 # the exact re-ranking then orders: at 1M x 512, m = d/8 needed twice the factor for the same recall and
 # was then slower; codes of the raw vectors (fs), not of their residuals (fsr): as accurate after
 # re-ranking, and 2.6x faster, with one lookup table per query instead of one per probed list. At 1M x 64,
-# m = 16 (d/4) capped recall@10 at 0.83 whatever nprobe (the first pass too coarse to re-rank from);
+# m = 16 (d/4) capped recall@10 at 0.82 whatever nprobe (the first pass too coarse to re-rank from);
 # m = 32 reaches 0.951 at nprobe 30 (benchmarks/bench_retrieval.py --pq-min-m 16 / 32), hence the floor.
 PQ_SUBDIM = 4
 PQ_MIN_M = 32
