@@ -200,6 +200,7 @@ def test_sprite_analogies_on_a_copy_model():
         assert out[part]["n_pairs"] == 30
         assert out[part]["model"] == out[part]["copy_b"]
         assert out[part]["copy_a"]["mse"] > 0
+        assert out[part]["reconstruction"]["psnr"] == analogies.PSNR_CAP  # copy b of (a, a) is a
 
 
 def test_nearest_render_psnr_finds_the_render_among_many():

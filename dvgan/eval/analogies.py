@@ -128,6 +128,8 @@ def score_analogies(swap, x_a, x_b, truth, identity_mean) -> dict:
     """The swap and the three baselines scored against truth; all arrays (N, C, H, W) in [-1, 1]."""
     return {"n_pairs": int(len(x_a)),
             "model": image_scores(swap(x_a, x_b), truth),
+            # Dec(s_a, mu_a) against x_a: the reconstruction, a ceiling for the analogies
+            "reconstruction": image_scores(swap(x_a, x_a), x_a),
             "copy_a": image_scores(x_a, truth),
             "copy_b": image_scores(x_b, truth),
             "identity_mean": image_scores(identity_mean, truth)}
