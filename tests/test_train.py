@@ -308,15 +308,3 @@ def test_sprites_config_spells_out_the_default_recipe():
     assert to_dict(from_dict(TrainConfig, recipe["train"])) == to_dict(TrainConfig())
     assert to_dict(from_dict(ModelConfig, recipe["model"])) == to_dict(ModelConfig())
 
-
-def test_sprites_z32_config_is_the_default_recipe_with_a_smaller_z():
-    """configs/sprites-z32.toml says it is configs/sprites.toml with z_dim 32: nothing else may drift."""
-    import tomllib
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    recipes = {}
-    for name in ("sprites", "sprites-z32"):
-        with open(os.path.join(root, "configs", f"{name}.toml"), "rb") as f:
-            recipes[name] = tomllib.load(f)
-    assert recipes["sprites-z32"]["model"].pop("z_dim") == 32
-    assert recipes["sprites"]["model"].pop("z_dim") == 512
-    assert recipes["sprites-z32"] == recipes["sprites"]
