@@ -318,6 +318,8 @@ def test_cli_evaluates_two_runs_side_by_side(two_runs):
         assert rep["retrieval"]["n"] == min(rep["split"]["n_test"], rep["sizes"]["retrieval"])
         md = (out / name / "report.md").read_text()
         assert "Quick evaluation" in md
+        rec = rep["analogies"]["unseen"]["reconstruction"]
+        assert f"| reconstruction of a, Dec(s_a, mu_a) vs a (the ceiling) | {rec['mse']:.4f} | {rec['psnr']:.2f} |" in md
         for fig in rep["figures"].values():
             assert f"]({fig})" in md and os.path.getsize(out / name / fig) > 0
         assert set(rep["figures"]) == {"swap", "interpolation", "samples", "retrieval_s", "retrieval_z"}

@@ -147,18 +147,25 @@ def test_prior_samples_are_fakes_for_the_adversary_when_asked(tmp_path, monkeypa
                 device="cpu")
     seen = []
     real_forward = t.adversary.forward
-    monkeypatch.setattr(t.adversary, "forward", lambda x, ids: seen.append((x.detach(), ids)) or real_forward(x, ids))
+
+    def recording_forward(x, ids):
+        logits = real_forward(x, ids)
+        seen.append((x.detach(), ids, logits.detach()))
+        return logits
+    monkeypatch.setattr(t.adversary, "forward", recording_forward)
     batch = t.batch()
     _, fake, _ = generator_step(t.autoencoder, t.adversary, t.opt_gen, t.train_cfg, batch, 8)
-    (generated, _), = seen  # the generator step judges [Dec(z1, s2); Dec(z_prior, s2)]
+    (generated, _, _), = seen  # the generator step judges [Dec(z1, s2); Dec(z_prior, s2)]
     b = batch.x1.shape[0]
     assert fake.shape[0] == 2 * b and torch.equal(fake, generated)
     seen.clear()
     out = adversary_step(t.adversary, t.opt_adv, t.train_cfg, fake, batch)
-    (x, ids), = seen
+    (x, ids, logits), = seen
     assert torch.equal(x[:2 * b], fake) and torch.equal(x[2 * b:], batch.x2)
     assert torch.equal(ids, batch.id2.repeat(3))
-    assert 0.0 <= float(out["adv_acc"]) <= 1.0
+    # accuracy over all 3b judgements: both kinds of fake below 0, the real above
+    expected = torch.cat([logits[:2 * b] < 0, logits[2 * b:] > 0]).float().mean()
+    assert float(out["adv_acc"]) == pytest.approx(float(expected))
 
 
 def test_update_ratio(tmp_path):
@@ -307,4 +314,3 @@ def test_sprites_config_spells_out_the_default_recipe():
         recipe = tomllib.load(f)
     assert to_dict(from_dict(TrainConfig, recipe["train"])) == to_dict(TrainConfig())
     assert to_dict(from_dict(ModelConfig, recipe["model"])) == to_dict(ModelConfig())
-

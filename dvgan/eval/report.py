@@ -73,13 +73,11 @@ def markdown(result: dict) -> str:
         lines += ["## Analogies against the truth (sprites)", "",
                   "Dec(s_a, mu_b) against render(identity of a, factors of b); MSE on [-1, 1] images, "
                   "PSNR in dB with peak-to-peak 2.0. The model should beat every baseline.", ""]
+        names = {"model": "model", "copy_a": "copy a", "copy_b": "copy b", "identity_mean": "identity mean",
+                 "reconstruction": "reconstruction of a, Dec(s_a, mu_a) vs a (the ceiling)"}
         for part, a in result["analogies"].items():
             label = "unseen (test) identities" if part == "unseen" else "seen (training) identities, fresh renders"
-            rows = [[k.replace("_", " "), _num(a[k]["mse"], 4), _num(a[k]["psnr"], 2)]
-                    for k in ("model", "copy_a", "copy_b", "identity_mean")]
-            if "reconstruction" in a:  # reports written before it was measured lack it
-                rows.append(["reconstruction of a, Dec(s_a, mu_a) vs a (the ceiling)",
-                             _num(a["reconstruction"]["mse"], 4), _num(a["reconstruction"]["psnr"], 2)])
+            rows = [[name, _num(a[k]["mse"], 4), _num(a[k]["psnr"], 2)] for k, name in names.items()]
             lines += [f"### {label}: {a['n_pairs']} pairs", ""] + _table(["", "MSE", "PSNR"], rows) + [""]
     smp = result.get("samples")
     if smp:
@@ -134,8 +132,7 @@ def summary_rows(result: dict) -> list:
         rows.append((f"analogy PSNR, {part} (model / best baseline)",
                      f"{a['model']['psnr']:.2f} / "
                      f"{max(a[k]['psnr'] for k in ('copy_a', 'copy_b', 'identity_mean')):.2f}"))
-        if "reconstruction" in a:
-            rows.append((f"reconstruction PSNR, {part}", f"{a['reconstruction']['psnr']:.2f}"))
+        rows.append((f"reconstruction PSNR, {part}", f"{a['reconstruction']['psnr']:.2f}"))
     if result.get("samples"):
         smp = result["samples"]
         rows.append(("samples PSNR (model / swaps / real)",
