@@ -19,4 +19,6 @@ def test_demo_runs_every_stage_and_reports_its_times(tmp_path, monkeypatch):
     assert f"Total time {result['seconds']:.0f} s" in text
     e = result["eval"]
     assert {"sample_psnr", "sample_swap_psnr", "sample_other_identity_psnr"} <= set(e)  # the samples are scored
-    assert f"| {e['sample_psnr']:.2f} dB | swaps {e['sample_swap_psnr']:.2f} dB" in text
+    assert f"| {e['sample_psnr']:.2f} dB | z ~ N(0, I) {e['sample_standard_normal_psnr']:.2f} dB; " \
+           f"swaps {e['sample_swap_psnr']:.2f} dB" in text
+

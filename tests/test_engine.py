@@ -84,8 +84,11 @@ def test_batched_equals_one_at_a_time(bundle, images, backend):
     assert samples.shape == (4, 5, 3, 32, 32)
     for j in range(4):
         np.testing.assert_allclose(samples[j], eng.sample(spec[j], 5, seed=3)[0], atol=1e-5)
-    z = np.random.default_rng(3).standard_normal((5, eng.z_dim), dtype=np.float32)
-    np.testing.assert_allclose(samples[1], eng.decode(np.repeat(codes.s[1:2], 5, 0), z), atol=1e-5)
+    eps = np.random.default_rng(3).standard_normal((5, eng.z_dim), dtype=np.float32)
+    s1 = np.repeat(codes.s[1:2], 5, 0)
+    fitted = eng.z_prior["mean"] + eps @ eng.z_prior["scale"].T  # the bundle's prior, by default
+    np.testing.assert_allclose(samples[1], eng.decode(s1, fitted), atol=1e-5)
+    np.testing.assert_allclose(eng.sample(spec, 5, seed=3, prior="standard")[1], eng.decode(s1, eps), atol=1e-5)
     assert not np.allclose(samples, eng.sample(spec, 5, seed=4))
 
 
@@ -290,6 +293,7 @@ def test_cli_defaults_and_errors(bundle, image_files, tmp_path, monkeypatch):
     assert res.exit_code == 0 and strip.is_file()
     for args in (["swap", "-s", image_files[0], "-s", folder, "-u", image_files[1]],
                  ["sample", image_files[0], image_files[1], "-n", "3"],
+                 ["sample", image_files[0], "-n", "2", "--prior", "standard"],
                  ["interpolate", image_files[0], image_files[1], "--steps", "3"]):
         out = tmp_path / (args[0] + ".png")
         res = r.invoke(cli, args + ["-o", str(out)])
@@ -299,7 +303,8 @@ def test_cli_defaults_and_errors(bundle, image_files, tmp_path, monkeypatch):
                              (["query", "-k", "13", image_files[0]], 2, "larger than the gallery"),
                              (["query", str(tmp_path / "missing.png")], 2, "no such file"),
                              (["swap", "-s", image_files[0], "-u", image_files[0], "--backend", "tensorrt"], 1, "tensorrt"),
-                             (["query", image_files[0], "--index", str(tmp_path / "nowhere")], 2, "no such index")):
+                             (["query", image_files[0], "--index", str(tmp_path / "nowhere")], 2, "no such index"),
+                             (["sample", image_files[0], "--prior", "uniform"], 2, "'uniform' is not one of")):
         res = r.invoke(cli, args)
         assert res.exit_code == code, (args, res.output)
         assert text in res.output and "Traceback" not in res.output

@@ -229,6 +229,22 @@ def test_sprite_samples_score_copies_of_a_like_real_images_of_a():
     blank = analogies.sprite_samples(lambda xa, z: np.full_like(xa, 1.0), lambda xa, xb: xa, d, split, 16, 3, 5, 12,
                                      per_id=3, n_renders=128, seed=0)
     assert blank["model"] < blank["other_identity"] < blank["real"]
+    assert "standard_normal" not in blank  # no prior: the model's samples are the N(0, I) ones
+
+
+def test_sprite_samples_draw_z_from_the_prior():
+    """With the identity prior (mean 0, scale I) the model's draws are the N(0, I) ones; with a shifted
+    prior the sampler sees z moved by the mean."""
+    d = data_mod.load("sprites:3", 16, 3, seed=0)
+    split = data_mod.make_split(d, holdout_identities=0.2, seed=0)
+    z_of = lambda xa, z: np.broadcast_to(z[:, :1, None, None], xa.shape).copy() * 0.1  # noqa: E731
+    args = (lambda xa, xb: xb, d, split, 16, 3, 5, 4)
+    unit = analogies.sprite_samples(z_of, *args, per_id=2, n_renders=64, seed=0,
+                                    prior={"mean": np.zeros(5), "scale": np.eye(5)})
+    assert unit["model"] == unit["standard_normal"]
+    shifted = analogies.sprite_samples(z_of, *args, per_id=2, n_renders=64, seed=0,
+                                       prior={"mean": np.full(5, 9.0), "scale": np.eye(5)})
+    assert shifted["standard_normal"] == unit["standard_normal"] and shifted["model"] != unit["model"]
 
 
 # -- figures ------------------------------------------------------------------------------------

@@ -172,6 +172,13 @@ def test_export_from_a_training_run_folder(tmp_path, monkeypatch):
     assert out == os.path.join(str(tmp_path / "home"), "bundle")
     m = load_manifest(out)
     assert m["source"]["step"] == 2 and "encoder.fp16.onnx" not in m["files"]
+    # the run's sampling prior travels with the bundle, byte for byte the checkpoint's
+    fitted = load_checkpoint(run)["z_prior"]
+    assert m["files"]["z_prior.npz"]["kind"] == "npz" and m["z_prior"]["file"] == "z_prior.npz"
+    assert m["z_prior"]["n_images"] == fitted["n_images"]
+    with np.load(os.path.join(out, "z_prior.npz")) as f:
+        np.testing.assert_array_equal(f["mean"], fitted["mean"].numpy())
+        np.testing.assert_array_equal(f["scale"], fitted["scale"].numpy())
 
 
 # -- tampering and the manifest contract -----------------------------------------------------------------

@@ -16,6 +16,7 @@ import numpy as np
 from ..engine import defaults
 from ..engine.backends import BACKENDS, DEVICES, PRECISIONS
 from ..errors import UsageError
+from ..prior import PRIORS
 from .common import friendly_errors, verbosity
 
 # faiss logs which CPU build it loaded at INFO, once per process; keep the commands' output readable.
@@ -211,15 +212,18 @@ def swap_cmd(specified, unspecified, out, bundle, backend, device, precision):
 @click.argument("images", nargs=-1, required=True)
 @click.option("-n", "n", type=int, default=8, show_default=True, help="Samples per image.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--prior", type=click.Choice(PRIORS), default="auto", show_default=True,
+              help="z from the Gaussian fitted to the training codes (fitted), from N(0, I) as in the paper "
+                   "(standard), or fitted when the bundle has it (auto).")
 @click.option("-o", "--out", default="sample.png", show_default=True)
 @engine_options
 @verbosity
 @friendly_errors
-def sample_cmd(images, n, seed, out, bundle, backend, device, precision):
-    """Conditional samples (the paper's Fig. 5): each row keeps an image's s, z ~ N(0, I) per column."""
+def sample_cmd(images, n, seed, prior, out, bundle, backend, device, precision):
+    """Conditional samples (the paper's Fig. 5): each row keeps an image's s, a column shares one draw of z."""
     engine = open_engine(bundle, backend, device, precision)
     paths = expand(images)
-    samples = engine.sample(paths, n, seed)
+    samples = engine.sample(paths, n, seed, prior=prior)
     originals = u8(engine.preprocess(paths))
     write_grid(out, [[originals[i], None] + u8(samples[i]) for i in range(len(paths))])
 

@@ -72,6 +72,9 @@ def _summary(bundle: str, manifest: dict) -> list[str]:
         ins = ", ".join(f"{k} {v}" for k, v in io["inputs"].items())
         outs = ", ".join(f"{k} {v}" for k, v in io["outputs"].items())
         lines.append(f"{role:<12} {ins} -> {outs}")
+    prior = manifest.get("z_prior")
+    lines.append(f"sampling     z ~ Gaussian fitted to mu of {prior.get('n_images')} training images ({prior.get('file')})"
+                 if prior else "sampling     z ~ N(0, I) (the bundle carries no fitted prior)")
     lines.append("files (sha256 verified):")
     for name, e in manifest["files"].items():
         lines.append(f"  {name:<22} {e.get('bytes', 0):>10} B  {e.get('kind')}/{e.get('precision') or '-'}  "

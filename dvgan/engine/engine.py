@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import InputError, UsageError
+from ..prior import PRIORS, check_prior, draw
 from . import defaults
 from .backends import choose
 from .inputs import to_batch, to_codes
@@ -53,6 +54,7 @@ class Engine:
         self.channels = int(manifest["channels"])
         self.s_dim, self.z_dim = int(manifest["s_dim"]), int(manifest["z_dim"])
         self.max_batch = int(manifest.get("max_batch", 256))
+        self.z_prior = _load_prior(bundle_dir, manifest)  # None: the bundle predates it; sample N(0, I)
 
     @classmethod
     def load(cls, bundle: str | None = None, backend: str = "auto", device: str = "auto", *,
@@ -151,12 +153,20 @@ class Engine:
         k = max(m, n)
         return self._recombine(x_s, np.repeat(np.arange(m), k // m), np.repeat(np.arange(n), k // n), x_z=x_z)
 
-    def sample(self, specified, n: int, seed: int = 0) -> np.ndarray:
-        """Conditional generation: Dec(s of each image, z ~ N(0, I)) -> (M, n, C, H, W).
+    def sample(self, specified, n: int, seed: int = 0, prior: str = "auto") -> np.ndarray:
+        """Conditional generation: Dec(s of each image, z) for n draws of z -> (M, n, C, H, W).
 
-        The n draws of z come from numpy's default_rng(seed) and are shared by every image, so each
-        column shows one pose across identities and a one-image call equals its row of a batch call.
+        prior: "fitted" draws z from the Gaussian fitted to the training codes that the bundle carries
+        (z_prior.npz; see dvgan/train/prior.py), "standard" from the paper's N(0, I), "auto" the
+        fitted one when the bundle has it. The n draws come from numpy's default_rng(seed) and are
+        shared by every image, so each column shows one pose across identities and a one-image call
+        equals its row of a batch call.
         """
+        if prior not in PRIORS:
+            raise UsageError(f"prior must be one of {', '.join(PRIORS)}, got {prior!r}")
+        if prior == "fitted" and self.z_prior is None:
+            raise UsageError(f"{self.bundle_dir}: the bundle has no fitted prior (exported from a checkpoint "
+                             "that predates it); use prior 'standard'")
         if int(n) < 1:
             raise UsageError(f"n must be >= 1, got {n}")
         n = int(n)
@@ -164,7 +174,8 @@ class Engine:
         m = len(x_s)
         if not m:
             raise UsageError("sample needs at least one specified image")
-        z = np.random.default_rng(seed).standard_normal((n, self.z_dim), dtype=np.float32)
+        eps = np.random.default_rng(seed).standard_normal((n, self.z_dim), dtype=np.float32)
+        z = draw(None if prior == "standard" else self.z_prior, eps)
         out = self._recombine(x_s, np.repeat(np.arange(m), n), np.tile(np.arange(n), m), z=z)
         return out.reshape(m, n, *out.shape[1:])
 
@@ -183,4 +194,23 @@ class Engine:
         return out.reshape(steps, steps, *out.shape[1:])
 
 
-__all__ = ["Engine", "Codes", "to_uint8"]
+def _load_prior(bundle_dir: str, manifest: dict) -> dict | None:
+    """The bundle's fitted z prior {"mean", "scale"} as float32 arrays, checked; None if it has none."""
+    record = manifest.get("z_prior")
+    if not record:
+        return None
+    path = os.path.join(bundle_dir, str(record.get("file", "")))
+    if os.path.basename(path) not in manifest["files"]:
+        raise InputError(f"{bundle_dir}: manifest.json names a z prior file that it does not list")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            fitted = {"mean": f["mean"].astype(np.float32), "scale": f["scale"].astype(np.float32)}
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"{path}: not a readable z prior ({exc})") from None
+    problem = check_prior(fitted, int(manifest["z_dim"]), path)
+    if problem:
+        raise InputError(problem)
+    return fitted
+
+
+__all__ = ["Engine", "Codes", "to_uint8", "PRIORS"]

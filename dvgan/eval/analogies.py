@@ -15,6 +15,7 @@ import torch
 
 from ..data import sprites
 from ..data.preprocess import uint8_to_float
+from ..prior import draw
 
 PEAK = 2.0                          # peak-to-peak of [-1, 1] images
 MSE_FLOOR = PEAK ** 2 / 10 ** 10.0  # PSNR of an exact match: capped at 100 dB
@@ -92,12 +93,13 @@ def nearest_render_psnr(images: np.ndarray, identity: int, size: int, channels: 
 
 
 def sprite_samples(sample, swap, data, split: dict, size: int, channels: int, z_dim: int, n_ids: int,
-                   per_id: int = 4, n_renders: int = 512, seed: int = 0) -> dict:
-    """Conditional samples Dec(s_a, z ~ N(0, I)) of unseen identities, scored by how close each comes to a
-    true image of a's identity in some pose: PSNR against the nearest of n_renders renders of identity a
-    at random factors. Beside it, scored the same way: swaps Dec(s_a, mu_b) (z from a real image), fresh
-    renders of a (a perfect sampler; below 100 dB only because the renders cover the poses sparsely) and
-    renders of another identity (a sampler that loses the identity).
+                   per_id: int = 4, n_renders: int = 512, seed: int = 0, prior=None) -> dict:
+    """Conditional samples Dec(s_a, z) of unseen identities, z drawn from prior (dvgan/prior.py; None:
+    N(0, I)), scored by how close each comes to a true image of a's identity in some pose: PSNR against
+    the nearest of n_renders renders of identity a at random factors. Beside it, scored the same way:
+    samples with the paper's z ~ N(0, I) ("standard_normal", when a prior is given), swaps Dec(s_a, mu_b)
+    (z from a real image), fresh renders of a (a perfect sampler; below 100 dB only because the renders
+    cover the poses sparsely) and renders of another identity (a sampler that loses the identity).
     """
     test = np.asarray(split["test"], dtype=np.int64)
     ids = np.unique(data.labels[test])
@@ -105,21 +107,25 @@ def sprite_samples(sample, swap, data, split: dict, size: int, channels: int, z_
         return {}
     rng = np.random.default_rng(seed + 3)
     ids = rng.choice(ids, min(n_ids, len(ids)), replace=False)
-    scores = {"model": [], "swap": [], "real": [], "other_identity": []}
+    scores = {}
     for identity in ids:
         own = test[data.labels[test] == identity]
         others = test[data.labels[test] != identity]
         x_a = np.repeat(data.float_images(own[rng.integers(len(own), size=1)]), per_id, axis=0)
         x_b = data.float_images(rng.choice(others, per_id, replace=False))
-        z = rng.standard_normal((per_id, z_dim), dtype=np.float32)
+        eps = rng.standard_normal((per_id, z_dim), dtype=np.float32)
         other_ids = rng.choice(ids[ids != identity], per_id)
-        candidates = {"model": sample(x_a, z), "swap": swap(x_a, x_b),
-                      "real": true_images(np.full(per_id, identity), sprites.sample_factors(per_id, rng), size, channels),
-                      "other_identity": true_images(other_ids, sprites.sample_factors(per_id, rng), size, channels)}
+        candidates = {"model": sample(x_a, draw(prior, eps))}
+        if prior is not None:
+            candidates["standard_normal"] = sample(x_a, eps)
+        candidates.update(
+            swap=swap(x_a, x_b),
+            real=true_images(np.full(per_id, identity), sprites.sample_factors(per_id, rng), size, channels),
+            other_identity=true_images(other_ids, sprites.sample_factors(per_id, rng), size, channels))
         stacked = np.concatenate(list(candidates.values()))
         psnr = nearest_render_psnr(stacked, int(identity), size, channels, n_renders, rng)
         for k, part in zip(candidates, np.split(psnr, len(candidates))):
-            scores[k].extend(part.tolist())
+            scores.setdefault(k, []).extend(part.tolist())
     return {"n_identities": int(len(ids)), "per_identity": per_id, "n_renders": n_renders,
             **{k: float(np.mean(v)) for k, v in scores.items()}}
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..data.preprocess import float_to_uint8
+from ..prior import draw
 from ..train.checkpoint import atomic_write
 
 PAD = 2  # pixels between tiles
@@ -107,8 +108,9 @@ def interpolation_grid(encoder, decoder, x_a: torch.Tensor, x_b: torch.Tensor, s
 
 
 @torch.no_grad()
-def sample_grid(encoder, decoder, x: torch.Tensor, n_samples: int = 8, seed: int = 0) -> np.ndarray:
-    """The paper's Fig. 5: each row is a test image (left) then Dec(s of it, z ~ N(0, I)) n_samples times.
+def sample_grid(encoder, decoder, x: torch.Tensor, n_samples: int = 8, seed: int = 0, z_prior=None) -> np.ndarray:
+    """The paper's Fig. 5: each row is a test image (left) then Dec(s of it, z) for n_samples draws of z,
+    from z_prior (dvgan/prior.py) or, without one, from N(0, I).
 
     x (N, C, H, W) in [-1, 1]; the same seeded z's are used in every row, so a column shares its z.
     The result has N x (n_samples + 1) tiles.
@@ -116,7 +118,8 @@ def sample_grid(encoder, decoder, x: torch.Tensor, n_samples: int = 8, seed: int
     was = encoder.training, decoder.training
     encoder.eval(), decoder.eval()
     s, mu, _ = encoder(x)
-    z = torch.randn(n_samples, mu.shape[1], generator=torch.Generator().manual_seed(seed)).to(mu)
+    eps = torch.randn(n_samples, mu.shape[1], generator=torch.Generator().manual_seed(seed)).numpy()
+    z = torch.from_numpy(draw(z_prior, eps)).to(mu)
     out = decoder(s.repeat_interleave(n_samples, 0), z.repeat(len(x), 1))
     encoder.train(was[0]), decoder.train(was[1])
     cells = float_to_uint8(out.cpu().numpy()).reshape(len(x), n_samples, *out.shape[1:])

@@ -23,7 +23,8 @@ import torch
 from .. import data as data_mod
 from ..data import sprites
 from ..errors import InputError, UsageError
-from ..train.checkpoint import build_models, load_checkpoint
+from .. import prior
+from ..train.checkpoint import build_models, load_checkpoint, saved_prior
 from . import analogies, figures, probes, retrieval
 from .report import write_comparison, write_report
 
@@ -85,7 +86,15 @@ def load_run(run_dir: str) -> dict:
             raise InputError(f"{run_dir}: the data of {spec} no longer matches the split the run recorded")
     if not split.get("test"):
         raise InputError(f"{run_dir}: the run's test split is empty; nothing to evaluate on")
-    return {"state": state, "cfg": cfg, "encoder": enc, "decoder": dec, "data": data, "split": split}
+    fitted, source = saved_prior(state, cfg.z_dim), "checkpoint"
+    train = np.asarray(split.get("train", []), np.int64)
+    if fitted is None and len(train):  # written before the fitted prior: fit it as training would have
+        rows = train[prior.fit_items(len(train), int((state.get("train_config") or {}).get("seed", 0)))]
+        fitted, source = prior.fit_z_prior(enc, (torch.from_numpy(data.float_images(rows[a:a + prior.FIT_BATCH]))
+                                                 for a in range(0, len(rows), prior.FIT_BATCH))), "fitted at evaluation"
+        log.info("%s: the checkpoint predates the fitted z prior; fitted it to %d training images", run_dir, len(rows))
+    return {"state": state, "cfg": cfg, "encoder": enc, "decoder": dec, "data": data, "split": split,
+            "prior": fitted, "prior_source": source if fitted is not None else None}
 
 
 @torch.no_grad()
@@ -202,7 +211,7 @@ def _figures(run: dict, feat: _Features, items_ret: np.ndarray, out_dir: str, se
     picks = np.array([rng.choice(test[data.labels[test] == i]) for i in ids])
     x = torch.from_numpy(data.float_images(picks))
     grids = {"swap": figures.swap_grid(enc, dec, x, x),
-             "samples": figures.sample_grid(enc, dec, x[:8], 8, seed)}
+             "samples": figures.sample_grid(enc, dec, x[:8], 8, seed, run["prior"])}
     if len(x) >= 2:
         grids["interpolation"] = figures.interpolation_grid(enc, dec, x[:1], x[1:2], 8)
     ret_labels = data.labels[items_ret]
@@ -281,7 +290,9 @@ def evaluate(run_dir: str, out_dir: str | None = None, *, seed: int = 0, quick: 
         t = time.perf_counter()
         sample = analogies.model_sample(run["encoder"], run["decoder"])
         result["samples"] = analogies.sprite_samples(sample, swap, data, split, cfg.image_size, cfg.channels,
-                                                     cfg.z_dim, sizes["sample_ids"], seed=seed)
+                                                     cfg.z_dim, sizes["sample_ids"], seed=seed, prior=run["prior"])
+        if result["samples"]:
+            result["samples"]["prior"] = run["prior_source"] or "standard normal"
         timings["samples"] = time.perf_counter() - t
     t = time.perf_counter()
     result["figures"] = _figures(run, feat, ret_items, out_dir, seed)

@@ -19,7 +19,7 @@ from ..errors import UsageError
 from ..data.preprocess import RESIZE
 from ..train.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from ..train.checkpoint import FORMAT_VERSION as CHECKPOINT_FORMAT_VERSION
-from ..train.checkpoint import build_models, load_checkpoint
+from ..train.checkpoint import build_models, load_checkpoint, saved_prior
 from . import fp16 as fp16_mod
 from . import onnx as onnx_mod
 from .manifest import (MANIFEST, base_manifest, file_entry, onnx_metadata, sha256_file, write_manifest)
@@ -27,6 +27,7 @@ from .manifest import (MANIFEST, base_manifest, file_entry, onnx_metadata, sha25
 log = logging.getLogger(__name__)
 
 MAX_BATCH_LIMIT = 1 << 16
+PRIOR_FILE = "z_prior.npz"
 TRT_PRECISIONS = ("fp16", "fp32")
 
 
@@ -69,6 +70,19 @@ def _weights_copy(state: dict) -> dict:
             "dvgan_version": __version__, "torch_version": str(torch.__version__)}
 
 
+def _write_prior(folder: str, fitted: dict | None, files: dict) -> dict | None:
+    """PRIOR_FILE (mean, scale) for the engine's sampler and its manifest record; None without a prior."""
+    if fitted is None:
+        log.warning("the checkpoint predates the fitted z prior; the bundle samples z ~ N(0, I)")
+        return None
+    import numpy as np
+    with open(os.path.join(folder, PRIOR_FILE), "wb") as f:
+        np.savez(f, mean=fitted["mean"].numpy(), scale=fitted["scale"].numpy())
+    files[PRIOR_FILE] = ("z_prior", "npz", "fp32")
+    return {"file": PRIOR_FILE, "kind": "gaussian", "n_images": int(fitted.get("n_images", 0)),
+            "fitted_to": "posterior means mu of training images"}
+
+
 def _checkpoint_path(source: str) -> str:
     return os.path.join(source, "checkpoint.pt") if os.path.isdir(source) else source
 
@@ -88,7 +102,7 @@ def export_bundle(source: str, out_dir: str | None = None, *, fp16: bool = False
                   timing_cache: str | None = None) -> str:
     """Export RUN_DIR or a checkpoint file to a bundle folder; returns the bundle's path.
 
-    Writes encoder.onnx, decoder.onnx, model.pt and manifest.json; with fp16 (or trt="fp16") also
+    Writes encoder.onnx, decoder.onnx, model.pt, z_prior.npz and manifest.json; with fp16 (or trt="fp16") also
     encoder.fp16.onnx and decoder.fp16.onnx; with trt ("fp16" or "fp32") TensorRT plans and their
     sidecars. verify runs ONNX Runtime against PyTorch (and fp16 against fp32, plans against ONNX
     Runtime) and raises RuntimeFailure on any error out of bounds. timing_cache is the TensorRT
@@ -138,6 +152,7 @@ def export_bundle(source: str, out_dir: str | None = None, *, fp16: bool = False
                 verification["fp16"] = fp16_mod.verify_fp16(blobs["fp32"], blobs["fp16"], cfg)
         torch.save(_weights_copy(state), os.path.join(tmp, "model.pt"))
         files["model.pt"] = ("weights", "torch", "fp32")
+        manifest["z_prior"] = _write_prior(tmp, saved_prior(state, cfg.z_dim), files)
         if trt_mod is not None:
             verification["tensorrt"] = _build_plans(trt_mod, tmp, trt, cfg, manifest, blobs, max_batch,
                                                     verify, timing_cache, files)

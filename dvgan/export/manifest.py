@@ -5,6 +5,7 @@ A bundle is a folder::
     manifest.json                     this module's format, version "dvgan-bundle" / 1
     encoder.onnx, decoder.onnx        float32 graphs, dynamic batch
     model.pt                          weights-only checkpoint for the PyTorch backend
+    z_prior.npz                       the sampling prior: mean and scale of z (manifest "z_prior")
     encoder.fp16.onnx, decoder.fp16.onnx          optional, float32 inputs and outputs
     encoder.plan, decoder.plan (+ .plan.json)     optional TensorRT engines and their sidecars
 
@@ -28,7 +29,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 REQUIRED_FILES = ("encoder.onnx", "decoder.onnx")
 REQUIRED_KEYS = ("model_config", "image_size", "channels", "s_dim", "z_dim", "preprocess", "io", "files")
-KINDS = ("onnx", "plan", "torch", "json")
+KINDS = ("onnx", "plan", "torch", "json", "npz")
 PRECISIONS = ("fp32", "fp16", None)
 METADATA_PREFIX = "dvgan."
 # Keys of the manifest copied into each ONNX file's metadata_props. "files" and "verification"

@@ -10,6 +10,7 @@ from .. import __version__
 from ..errors import InputError, UsageError
 from ..config import ModelConfig, from_dict
 from ..model import Decoder, Encoder
+from ..prior import check_prior
 
 FORMAT = "dvgan-checkpoint"
 FORMAT_VERSION = 1
@@ -74,3 +75,14 @@ def build_models(state: dict, device="cpu"):
     except (ValueError, RuntimeError, TypeError, KeyError) as exc:
         raise CheckpointError(f"checkpoint weights do not fit its model config ({str(exc).splitlines()[0]})") from None
     return cfg, enc.to(device).eval(), dec.to(device).eval()
+
+
+def saved_prior(state: dict, z_dim: int) -> dict | None:
+    """The checkpoint's sampling prior (train/prior.py), checked; None for checkpoints written before it."""
+    fitted = state.get("z_prior")
+    if fitted is None:
+        return None
+    problem = check_prior(fitted, z_dim, "checkpoint")
+    if problem:
+        raise CheckpointError(problem)
+    return fitted

@@ -16,6 +16,7 @@ from .. import data as data_mod
 from ..errors import RuntimeFailure, UsageError
 from ..config import ModelConfig, TrainConfig, from_dict, to_dict
 from ..model import Adversary, AutoEncoder, CodeMemory, LatentAdversary, PairCritic
+from .. import prior
 from .checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from .sampler import TripletSampler
 from .step import Batch, adversary_step, generator_step
@@ -171,9 +172,17 @@ class Trainer:
         if self.device.type == "cuda" and state["rng"]["cuda"].numel():
             torch.cuda.set_rng_state(state["rng"]["cuda"])
 
+    def fit_prior(self) -> dict:
+        """The sampling prior (train/prior.py) fitted to mu of a seeded subset of the training images."""
+        rows = torch.from_numpy(prior.fit_items(len(self.images), self.train_cfg.seed)).to(self.device)
+        to_float = lambda r: self.images[r].float() / 127.5 - 1.0  # noqa: E731
+        return prior.fit_z_prior(self.autoencoder.encoder,
+                                 (to_float(rows[a:a + prior.FIT_BATCH]) for a in range(0, len(rows), prior.FIT_BATCH)))
+
     def save(self) -> None:
+        """Write the checkpoint (rank 0), with the sampling prior fitted to the weights it holds."""
         if self.rank == 0:
-            save_checkpoint(os.path.join(self.out_dir, CHECKPOINT), self.state_dict())
+            save_checkpoint(os.path.join(self.out_dir, CHECKPOINT), {**self.state_dict(), "z_prior": self.fit_prior()})
 
 
 def lr_factor(cfg: TrainConfig, step: int) -> float:

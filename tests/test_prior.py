@@ -1,0 +1,106 @@
+"""The sampling prior: a Gaussian fitted to the posterior means of training images (dvgan/prior.py)."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from dvgan import prior
+from dvgan.errors import UsageError
+
+
+def test_gaussian_recovers_mean_and_covariance_and_draws_follow_it():
+    rng = np.random.default_rng(0)
+    mean = np.array([1.0, -2.0, 0.5, 3.0])
+    a = rng.normal(size=(4, 4)) * np.array([1.0, 0.5, 0.1, 0.0])  # one direction unused: a singular covariance
+    codes = mean + rng.standard_normal((40000, 4)) @ a.T
+    fitted = prior.gaussian(torch.from_numpy(codes))
+    assert fitted["n_images"] == 40000
+    np.testing.assert_allclose(fitted["mean"].numpy(), mean, atol=0.03)
+    cov = (fitted["scale"] @ fitted["scale"].T).numpy()
+    np.testing.assert_allclose(cov, a @ a.T, atol=0.05)
+    z = prior.draw(fitted, rng.standard_normal((40000, 4)).astype(np.float32))
+    assert z.dtype == np.float32
+    np.testing.assert_allclose(z.mean(0), mean, atol=0.05)
+    np.testing.assert_allclose(np.cov(z, rowvar=False), a @ a.T, atol=0.08)
+
+
+def test_draw_without_a_prior_is_the_standard_normal_itself():
+    eps = np.random.default_rng(1).standard_normal((3, 5))
+    np.testing.assert_array_equal(prior.draw(None, eps), eps.astype(np.float32))
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"mean": np.zeros(4)}, "lacks"),
+    ({"mean": np.zeros(3), "scale": np.eye(3)}, "4 dimensions"),
+    ({"mean": np.zeros(4), "scale": np.full((4, 4), np.nan)}, "non-finite"),
+])
+def test_check_prior_names_the_problem(bad, message):
+    assert message in prior.check_prior(bad, 4, "here")
+    assert prior.check_prior({"mean": np.zeros(4), "scale": np.eye(4)}, 4, "here") is None
+
+
+def test_fit_items_are_a_seeded_subset():
+    assert list(prior.fit_items(5)) == [0, 1, 2, 3, 4]
+    a = prior.fit_items(10_000, seed=3)
+    assert len(a) == prior.FIT_IMAGES and np.all(np.diff(a) > 0)
+    np.testing.assert_array_equal(a, prior.fit_items(10_000, seed=3))
+    assert not np.array_equal(a, prior.fit_items(10_000, seed=4))
+
+
+def _train_mu(run_dir, state):
+    """mu of the images the run's prior was fitted to, recomputed from the checkpoint's encoder."""
+    from dvgan import data as data_mod
+    from dvgan.train.checkpoint import build_models
+    cfg, enc, _ = build_models(state)
+    train = np.asarray(json.load(open(os.path.join(run_dir, "split.json")))["train"])
+    rows = train[prior.fit_items(len(train), state["train_config"]["seed"])]
+    data = data_mod.load(state["data"]["spec"], cfg.image_size, cfg.channels, seed=state["data"].get("seed") or 0)
+    with torch.no_grad():
+        return enc(torch.from_numpy(data.float_images(rows)))[1].double()
+
+
+def test_training_checkpoint_holds_the_prior_of_its_own_weights(tiny_run):
+    from dvgan.train.checkpoint import load_checkpoint, saved_prior
+    state = load_checkpoint(tiny_run)
+    fitted = saved_prior(state, state["model_config"]["z_dim"])
+    mu = _train_mu(tiny_run, state)
+    assert fitted["n_images"] == len(mu)
+    np.testing.assert_allclose(fitted["mean"].numpy(), mu.mean(0).numpy(), atol=1e-5)
+    np.testing.assert_allclose((fitted["scale"] @ fitted["scale"].T).numpy(), np.cov(mu.numpy(), rowvar=False),
+                               atol=1e-4)
+
+
+def test_evaluation_fits_the_prior_training_would_have_written(tiny_run, tmp_path):
+    """A checkpoint from before the prior: evaluation fits the same one from the run's training split."""
+    from dvgan.eval.suite import load_run
+    from dvgan.train.checkpoint import load_checkpoint
+    old = str(tmp_path / "old")
+    shutil.copytree(tiny_run, old)
+    state = load_checkpoint(old)
+    want = state.pop("z_prior")
+    torch.save(state, os.path.join(old, "checkpoint.pt"))
+    run = load_run(old)
+    assert run["prior_source"] == "fitted at evaluation"
+    np.testing.assert_allclose(run["prior"]["mean"].numpy(), want["mean"].numpy(), atol=1e-5)
+    cov = lambda p: (p["scale"] @ p["scale"].T).numpy()  # noqa: E731
+    np.testing.assert_allclose(cov(run["prior"]), cov(want), atol=1e-4)
+    assert load_run(tiny_run)["prior_source"] == "checkpoint"
+
+
+def test_bundle_without_a_prior_samples_the_standard_normal(tmp_path):
+    """A bundle exported from a checkpoint written before the prior: auto means N(0, I); fitted is refused."""
+    from dvgan.engine import Engine
+    from dvgan.export import export_bundle
+    from test_export import make_checkpoint
+    out = export_bundle(make_checkpoint(tmp_path / "checkpoint.pt"), str(tmp_path / "bundle"))
+    eng = Engine.load(out, "onnxruntime", "cpu")
+    assert eng.z_prior is None and eng.manifest["z_prior"] is None
+    x = np.zeros((1, 3, 32, 32), np.float32)
+    np.testing.assert_array_equal(eng.sample(x, 3, seed=1), eng.sample(x, 3, seed=1, prior="standard"))
+    with pytest.raises(UsageError, match="no fitted prior"):
+        eng.sample(x, 3, prior="fitted")
+    with pytest.raises(UsageError, match="prior must be one of"):
+        eng.sample(x, 3, prior="gaussian")
