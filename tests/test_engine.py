@@ -304,7 +304,7 @@ def test_cli_defaults_and_errors(bundle, image_files, tmp_path, monkeypatch):
                              (["query", str(tmp_path / "missing.png")], 2, "no such file"),
                              (["swap", "-s", image_files[0], "-u", image_files[0], "--backend", "tensorrt"], 1, "tensorrt"),
                              (["query", image_files[0], "--index", str(tmp_path / "nowhere")], 2, "no such index"),
-                             (["sample", image_files[0], "--prior", "uniform"], 2, "'uniform' is not one of")):
+                             (["sample", image_files[0], "--prior", "uniform"], 2, "prior must be one of")):
         res = r.invoke(cli, args)
         assert res.exit_code == code, (args, res.output)
         assert text in res.output and "Traceback" not in res.output

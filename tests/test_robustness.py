@@ -273,6 +273,11 @@ CLI_CASES = [
         edit_manifest=lambda m: m.update(format_version=99))], 1, "format version 99"),
     CliCase("bundle: manifest missing", lambda c: ["info", c.copy_bundle(
         edit_file=lambda b: os.unlink(os.path.join(b, "manifest.json")))], 1, "manifest.json: missing"),
+    CliCase("bundle: z prior of the wrong shape, checksum updated", lambda c: [
+        "sample", c.files.good, "--bundle", c.copy_bundle(edit_file=_wrong_prior), "-o", os.path.join(c.tmp, "s.png")],
+        1, "z prior has shapes"),
+    CliCase("sample: unknown --prior", lambda c: ["sample", c.files.good, "--bundle", c.bundle, "--prior", "uniform"],
+            2, "prior must be one of auto, fitted, standard, got 'uniform'"),
     # indexes and queries
     CliCase("query: k = 0", query("-k", "0"), 2, "k must be >= 1"),
     CliCase("query: k larger than the gallery", query("-k", "7"), 2, "larger than the gallery (6 images)"),
@@ -318,10 +323,24 @@ CLI_CASES = [
     CliCase("checkpoint: weights do not fit its config", lambda c: [c.checkpoint_with(
         lambda s: s["model_config"].update(s_dim=5)), "-o", os.path.join(c.tmp, "x")], 1, "do not fit",
         "dvgan-export"),
+    CliCase("checkpoint: z prior of the wrong shape", lambda c: [c.checkpoint_with(
+        lambda s: s["z_prior"].update(mean=torch.zeros(3))), "-o", os.path.join(c.tmp, "x")], 1,
+        "z prior has shapes", "dvgan-export"),
     CliCase("checkpoint: incompatible version on --resume", lambda c: [
         "--out", _run_with_checkpoint(c, lambda s: s.update(format_version=2)), "--resume", "--no-progress"],
         1, "format version 2", "dvgan-train"),
 ]
+
+
+def _wrong_prior(bundle: str) -> None:
+    """Replace z_prior.npz with one of another z size and record its checksum, as a careless tool might."""
+    import numpy as np
+    from dvgan.export.manifest import sha256_file
+    path = os.path.join(bundle, "z_prior.npz")
+    with open(path, "wb") as fh:
+        np.savez(fh, mean=np.zeros(3, np.float32), scale=np.eye(3, dtype=np.float32))
+    _edit_json(os.path.join(bundle, "manifest.json"), lambda m: m["files"]["z_prior.npz"].update(
+        sha256=sha256_file(path), bytes=os.path.getsize(path)))
 
 
 def _edit_json(path: str, edit) -> None:
@@ -435,6 +454,8 @@ API_CASES = [
                                                                  np.zeros((1, c.engine.z_dim))),
             InputError, "cannot be read as float32"),
     ApiCase("sample: n = 0", lambda c: c.engine.sample(F32, 0), UsageError, "n must be >= 1"),
+    ApiCase("sample: unknown prior", lambda c: c.engine.sample(F32, 2, prior="uniform"), UsageError,
+            "prior must be one of"),
     ApiCase("interpolate: steps = 1", lambda c: c.engine.interpolate(F32, F32, 1), UsageError, "steps must be >= 2"),
     ApiCase("search: k = 0", lambda c: c.index_obj.search("specified", np.zeros((1, c.engine.s_dim)), 0),
             UsageError, "k must be >= 1"),

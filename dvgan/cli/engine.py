@@ -212,7 +212,7 @@ def swap_cmd(specified, unspecified, out, bundle, backend, device, precision):
 @click.argument("images", nargs=-1, required=True)
 @click.option("-n", "n", type=int, default=8, show_default=True, help="Samples per image.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--prior", type=click.Choice(PRIORS), default="auto", show_default=True,
+@click.option("--prior", default="auto", show_default=True, metavar="|".join(PRIORS),
               help="z from the Gaussian fitted to the training codes (fitted), from N(0, I) as in the paper "
                    "(standard), or fitted when the bundle has it (auto).")
 @click.option("-o", "--out", default="sample.png", show_default=True)
