@@ -17,7 +17,7 @@ class ModelConfig:
     image_size: int = 32      # H = W; a multiple of 8 (three stride-2 stages)
     channels: int = 3         # 1 (grey) or 3 (RGB)
     s_dim: int = 64           # specified code (identity)
-    z_dim: int = 512          # unspecified code (everything else)
+    z_dim: int = 128          # unspecified code (everything else); 512 in the paper for sprites and faces
     trunk: str = "conv5"      # "conv5": three 5x5 stride-2 convs; "conv3": six 3x3 convs, stride 2 every other
     width: int = 32           # channels of the first conv stage; doubled at each stride-2 stage
     num_ids: int = 2          # identities the adversary's lookup tables know (the training identities)

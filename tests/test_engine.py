@@ -255,7 +255,7 @@ def test_import_is_light_and_state_is_per_engine(bundle):
 
 @pytest.mark.slow
 def test_default_model_loads_under_a_second(tmp_path):
-    """The default recipe (32x32x3, s 64, z 512, width 32) loads in under a second (imports excluded)."""
+    """The default recipe (32x32x3, s 64, z 128, width 32) loads in under a second (imports excluded)."""
     from dvgan.config import ModelConfig, to_dict
     from dvgan.engine import Engine
     from dvgan.model import Decoder, Encoder
@@ -270,7 +270,7 @@ def test_default_model_loads_under_a_second(tmp_path):
     t0 = time.perf_counter()
     eng = Engine.load(b)
     assert time.perf_counter() - t0 < 1.0
-    assert eng.s_dim == 64 and eng.z_dim == 512
+    assert eng.s_dim == 64 and eng.z_dim == 128
 
 
 def test_cli_defaults_and_errors(bundle, image_files, tmp_path, monkeypatch):
