@@ -63,6 +63,26 @@ def _write_gallery(run_dir: str, gallery_dir: str, spec: str, seed: int) -> list
     return [paths for _, paths in sorted(firsts.items())]
 
 
+def _threads_for_free_cores() -> int | None:
+    """Torch threads that fit the cores other processes leave free, if fewer than torch would use.
+
+    On 2 cores beside one busy process, training ran at 3.65 steps/s on 2 threads and 6.82 on 1
+    (benchmarks/bench_busy.py; RESULTS.md, "README commands"): the threads wait on each other.
+    """
+    import torch
+    try:
+        load = os.getloadavg()[0]  # 1-minute average of runnable processes; none of them this one yet
+    except (AttributeError, OSError):  # not on every platform
+        return None
+    cores = os.cpu_count() or 1
+    free = max(1, cores - int(load))  # a process that has run for a minute adds about 1.0
+    if free >= torch.get_num_threads():
+        return None
+    log.warning("the machine is busy (1-minute load %.1f on %d cores): training on %d thread(s); the demo's "
+                "time in the README is for an idle machine", load, cores, free)
+    return free
+
+
 def run_demo(out_dir: str | None = None, preset: str = "default", device: str = "auto",
              progress: bool = True, seed: int = 0) -> dict:
     """Run every stage into out_dir (default: $DVGAN_HOME or ./dvgan-out); returns the key numbers and paths.
@@ -100,8 +120,14 @@ def run_demo(out_dir: str | None = None, preset: str = "default", device: str = 
 
     stage("train")
     resume = os.path.exists(os.path.join(run_dir, "checkpoint.pt"))
-    summary = train(ModelConfig(), TrainConfig(steps=p["steps"], seed=seed), {"spec": spec, "seed": seed},
-                    run_dir, device=device, resume=resume, progress=progress)
+    import torch
+    threads_before, threads = torch.get_num_threads(), _threads_for_free_cores()
+    torch.set_num_threads(threads or threads_before)
+    try:
+        summary = train(ModelConfig(), TrainConfig(steps=p["steps"], seed=seed), {"spec": spec, "seed": seed},
+                        run_dir, device=device, resume=resume, progress=progress)
+    finally:
+        torch.set_num_threads(threads_before)
     result["train"] = {"steps": summary["steps"], "resumed": resume}
     done("train")
 

@@ -22,3 +22,22 @@ def test_demo_runs_every_stage_and_reports_its_times(tmp_path, monkeypatch):
     assert f"| {e['sample_psnr']:.2f} dB | z ~ N(0, I) {e['sample_standard_normal_psnr']:.2f} dB; " \
            f"swaps {e['sample_swap_psnr']:.2f} dB" in text
 
+
+def test_demo_trains_on_the_cores_other_processes_leave_free(monkeypatch, caplog):
+    import torch
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+    assert demo._threads_for_free_cores() is None  # idle: torch keeps its threads
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.9, 0.0, 0.0))
+    assert demo._threads_for_free_cores() is None  # less than one whole core taken
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.2, 0.0, 0.0))
+    assert demo._threads_for_free_cores() == 1
+    assert "machine is busy" in caplog.text
+    monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 0.0, 0.0))
+    assert demo._threads_for_free_cores() == 1  # never fewer than one
+
+    def unknown():
+        raise OSError("no load average here")
+    monkeypatch.setattr(os, "getloadavg", unknown)
+    assert demo._threads_for_free_cores() is None
