@@ -2,8 +2,9 @@
 
     python benchmarks/bench_batch.py [--backend onnxruntime] [--reps 5] [--png benchmarks/engine_batch.png]
 
-The sprites model at the paper's size (s 64, z 512; random weights) on this machine's CPU. swap at batch B: B specified and B
-unspecified images, paired (encodes 2B images, decodes B); sample at batch B: one image, n = B.
+The sprites model at the paper's size (s 64, z 512; random weights) on this machine's CPU. swap at
+batch B: B specified and B unspecified images, paired (encodes 2B images, decodes B); sample at batch
+B: one image, n = B.
 Batches over the bundle's max_batch (256) are cut by the engine, except that the torch backend's fused
 swap and sample take torch_backend.SWAP_CHUNK rows per call. Median of --reps calls.
 """

@@ -6,8 +6,8 @@ faiss, tensorrt and onnxscript (for an ONNX export) are used when present and re
     python benchmarks/gpu/bench_gpu.py --device cpu --quick    # the same code paths, small, on a CPU
 
 The model is the sprites model at the paper's size (s 64, z 512) with random weights (speed does not
-depend on them). The baseline is the obvious eager code: numpy in, Encoder/Decoder fp32 on the GPU, numpy out. Engine rows go through
-Engine.swap with the same numpy IO: the torch backend's fused swap (codes stay on the device), and
+depend on them). The baseline is the obvious eager code: numpy in, Encoder/Decoder fp32 on the GPU,
+numpy out. Engine rows go through Engine.swap with the same numpy IO: the torch backend's fused swap (codes stay on the device), and
 once, for comparison, the path without it ("host codes": encode to numpy, decode in max_batch chunks).
 Each number is the median of --reps calls after warm-up.
 The card's name and a short table are printed last, and written to $OUT/gpu_results.txt when OUT is set.

@@ -73,8 +73,8 @@ def _summary(bundle: str, manifest: dict) -> list[str]:
         outs = ", ".join(f"{k} {v}" for k, v in io["outputs"].items())
         lines.append(f"{role:<12} {ins} -> {outs}")
     prior = manifest.get("z_prior")
-    lines.append(f"sampling     z ~ Gaussian fitted to mu of {prior.get('n_images')} training images ({prior.get('file')})"
-                 if prior else "sampling     z ~ N(0, I) (the bundle carries no fitted prior)")
+    lines.append(f"sampling     z ~ Gaussian fitted to mu of {prior.get('n_images')} training images "
+                 f"({prior.get('file')})" if prior else "sampling     z ~ N(0, I) (the bundle carries no fitted prior)")
     lines.append("files (sha256 verified):")
     for name, e in manifest["files"].items():
         lines.append(f"  {name:<22} {e.get('bytes', 0):>10} B  {e.get('kind')}/{e.get('precision') or '-'}  "

@@ -157,7 +157,7 @@ class Engine:
         """Conditional generation: Dec(s of each image, z) for n draws of z -> (M, n, C, H, W).
 
         prior: "fitted" draws z from the Gaussian fitted to the training codes that the bundle carries
-        (z_prior.npz; see dvgan/train/prior.py), "standard" from the paper's N(0, I), "auto" the
+        (z_prior.npz; see dvgan/prior.py), "standard" from the paper's N(0, I), "auto" the
         fitted one when the bundle has it. The n draws come from numpy's default_rng(seed) and are
         shared by every image, so each column shows one pose across identities and a one-image call
         equals its row of a batch call.

@@ -78,7 +78,7 @@ def build_models(state: dict, device="cpu"):
 
 
 def saved_prior(state: dict, z_dim: int) -> dict | None:
-    """The checkpoint's sampling prior (train/prior.py), checked; None for checkpoints written before it."""
+    """The checkpoint's sampling prior (dvgan/prior.py), checked; None for checkpoints written before it."""
     fitted = state.get("z_prior")
     if fitted is None:
         return None

@@ -173,7 +173,7 @@ class Trainer:
             torch.cuda.set_rng_state(state["rng"]["cuda"])
 
     def fit_prior(self) -> dict:
-        """The sampling prior (train/prior.py) fitted to mu of a seeded subset of the training images."""
+        """The sampling prior (dvgan/prior.py) fitted to mu of a seeded subset of the training images."""
         rows = torch.from_numpy(prior.fit_items(len(self.images), self.train_cfg.seed)).to(self.device)
         to_float = lambda r: self.images[r].float() / 127.5 - 1.0  # noqa: E731
         return prior.fit_z_prior(self.autoencoder.encoder,
