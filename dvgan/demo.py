@@ -20,8 +20,8 @@ from .engine import defaults
 log = logging.getLogger(__name__)
 
 # The sprites recipe is ModelConfig() / TrainConfig() as they are (configs/sprites.toml spells it out),
-# trained for twice the recipe's 2,000 steps by default: at 4,000 steps z holds almost none of the
-# identity on both seeds tried, at 2,000 a probe still reads a third of it (benchmarks/RESULTS.md).
+# trained for twice the recipe's 2,000 steps by default: at 4,000 steps z holds far less of the
+# identity than at 2,000, and s and retrieval by s are better (benchmarks/RESULTS.md, "The demo's length").
 PRESETS = {
     "smoke": {"steps": 200, "per_identity": 20, "eval_quick": True},
     "default": {"steps": 2 * TrainConfig().steps, "per_identity": 100, "eval_quick": True},
