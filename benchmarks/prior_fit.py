@@ -40,14 +40,13 @@ def main():
           f"another identity {base['other_identity']:.2f} dB")
     print("| prior | fitted to | samples (dB) |\n|---|---|---|")
     print(f"| N(0, I) | - | {base['model']:.2f} |")
+    images_of = lambda rows: torch.from_numpy(data.float_images(train[rows]))  # noqa: E731
     for n in (int(x) for x in args.sizes.split(",")):
-        rows = train[prior.fit_items(len(train), int(run["state"]["train_config"]["seed"]), n)]
-        full = prior.fit_z_prior(run["encoder"], (torch.from_numpy(data.float_images(rows[a:a + 512]))
-                                                  for a in range(0, len(rows), 512)))
+        full = prior.fit_z_prior(run["encoder"], len(train), images_of, int(run["state"]["train_config"]["seed"]), n)
         cov = full["scale"] @ full["scale"].T
         diagonal = {"mean": full["mean"], "scale": torch.diag(cov.diagonal().clamp_min(0).sqrt())}
         for name, fitted in (("diagonal", diagonal), ("full covariance", full)):
-            print(f"| {name} | {len(rows)} images | {score(fitted)['model']:.2f} |")
+            print(f"| {name} | {full['n_images']} images | {score(fitted)['model']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -28,17 +28,22 @@ def fit_items(n_train: int, seed: int = 0, n: int = FIT_IMAGES) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_train, n, replace=False))
 
 
-def fit_z_prior(encoder, batches) -> dict:
-    """Fit the prior to mu of the images in batches (an iterable of float tensors (B, C, H, W) in [-1, 1]).
+def fit_z_prior(encoder, n_train: int, images_of, seed: int = 0, n: int = FIT_IMAGES) -> dict:
+    """Fit the prior to mu of the training images fit_items(n_train, seed, n) picks.
 
-    The encoder runs in inference mode (BatchNorm running statistics) and is put back as it was.
+    images_of(positions) -> float tensor (B, C, H, W) in [-1, 1], positions into the training split.
+    Training, evaluation (for checkpoints written before the prior) and benchmarks/prior_fit.py all fit
+    through here, so they agree. The encoder runs in inference mode (BatchNorm running statistics) and
+    is put back as it was.
     """
     import torch
+    rows = fit_items(n_train, seed, n)
     was = encoder.training
     encoder.eval()
     try:
         with torch.no_grad():
-            mu = torch.cat([encoder(x)[1].float().cpu() for x in batches])
+            mu = torch.cat([encoder(images_of(rows[a:a + FIT_BATCH]))[1].float().cpu()
+                            for a in range(0, len(rows), FIT_BATCH)])
     finally:
         encoder.train(was)
     return gaussian(mu)

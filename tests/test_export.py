@@ -179,6 +179,10 @@ def test_export_from_a_training_run_folder(tmp_path, monkeypatch):
     with np.load(os.path.join(out, "z_prior.npz")) as f:
         np.testing.assert_array_equal(f["mean"], fitted["mean"].numpy())
         np.testing.assert_array_equal(f["scale"], fitted["scale"].numpy())
+    from dvgan.engine import Engine
+    loaded = Engine.load(out, "onnxruntime", "cpu").z_prior  # what sample draws from
+    np.testing.assert_array_equal(loaded["mean"], fitted["mean"].numpy())
+    np.testing.assert_array_equal(loaded["scale"], fitted["scale"].numpy())
 
 
 # -- tampering and the manifest contract -----------------------------------------------------------------

@@ -89,12 +89,13 @@ def load_run(run_dir: str) -> dict:
     fitted, source = saved_prior(state, cfg.z_dim), "checkpoint"
     train = np.asarray(split.get("train", []), np.int64)
     if fitted is None and len(train):  # written before the fitted prior: fit it as training would have
-        rows = train[prior.fit_items(len(train), int((state.get("train_config") or {}).get("seed", 0)))]
-        fitted, source = prior.fit_z_prior(enc, (torch.from_numpy(data.float_images(rows[a:a + prior.FIT_BATCH]))
-                                                 for a in range(0, len(rows), prior.FIT_BATCH))), "fitted at evaluation"
-        log.info("%s: the checkpoint predates the fitted z prior; fitted it to %d training images", run_dir, len(rows))
+        seed = int((state.get("train_config") or {}).get("seed", 0))
+        fitted = prior.fit_z_prior(enc, len(train), lambda rows: torch.from_numpy(data.float_images(train[rows])), seed)
+        source = "fitted at evaluation"
+        log.info("%s: the checkpoint predates the fitted z prior; fitted it to %d training images",
+                 run_dir, fitted["n_images"])
     return {"state": state, "cfg": cfg, "encoder": enc, "decoder": dec, "data": data, "split": split,
-            "prior": fitted, "prior_source": source if fitted is not None else None}
+            "prior": fitted, "prior_source": source if fitted is not None else "standard normal"}
 
 
 @torch.no_grad()
@@ -292,7 +293,7 @@ def evaluate(run_dir: str, out_dir: str | None = None, *, seed: int = 0, quick: 
         result["samples"] = analogies.sprite_samples(sample, swap, data, split, cfg.image_size, cfg.channels,
                                                      cfg.z_dim, sizes["sample_ids"], seed=seed, prior=run["prior"])
         if result["samples"]:
-            result["samples"]["prior"] = run["prior_source"] or "standard normal"
+            result["samples"]["prior"] = run["prior_source"]
         timings["samples"] = time.perf_counter() - t
     t = time.perf_counter()
     result["figures"] = _figures(run, feat, ret_items, out_dir, seed)

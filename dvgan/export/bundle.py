@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import time
 
+import numpy as np
 import torch
 
 from .. import __version__
@@ -75,7 +76,6 @@ def _write_prior(folder: str, fitted: dict | None, files: dict) -> dict | None:
     if fitted is None:
         log.warning("the checkpoint predates the fitted z prior; the bundle samples z ~ N(0, I)")
         return None
-    import numpy as np
     with open(os.path.join(folder, PRIOR_FILE), "wb") as f:
         np.savez(f, mean=fitted["mean"].numpy(), scale=fitted["scale"].numpy())
     files[PRIOR_FILE] = ("z_prior", "npz", "fp32")

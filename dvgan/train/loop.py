@@ -109,8 +109,14 @@ class Trainer:
     # -- one iteration ------------------------------------------------------------------------
     def batch(self) -> Batch:
         i1, i1p, i2 = (i.to(self.device) for i in self.sampler.sample(self.train_cfg.batch_size))
-        to_float = lambda i: self.images[i].float() / 127.5 - 1.0  # noqa: E731
-        return Batch(to_float(i1), to_float(i1p), to_float(i2), self.labels[i1], self.labels[i2])
+        return Batch(self.float_images(i1), self.float_images(i1p), self.float_images(i2),
+                     self.labels[i1], self.labels[i2])
+
+    def float_images(self, index) -> torch.Tensor:
+        """Training images at index (a tensor or numpy array of positions) as floats in [-1, 1]."""
+        if isinstance(index, np.ndarray):
+            index = torch.from_numpy(index)
+        return self.images[index.to(self.device)].float() / 127.5 - 1.0
 
     def train_step(self) -> dict:
         """One Algorithm 1 iteration; returns the loss terms as floats."""
@@ -174,10 +180,7 @@ class Trainer:
 
     def fit_prior(self) -> dict:
         """The sampling prior (dvgan/prior.py) fitted to mu of a seeded subset of the training images."""
-        rows = torch.from_numpy(prior.fit_items(len(self.images), self.train_cfg.seed)).to(self.device)
-        to_float = lambda r: self.images[r].float() / 127.5 - 1.0  # noqa: E731
-        return prior.fit_z_prior(self.autoencoder.encoder,
-                                 (to_float(rows[a:a + prior.FIT_BATCH]) for a in range(0, len(rows), prior.FIT_BATCH)))
+        return prior.fit_z_prior(self.autoencoder.encoder, len(self.images), self.float_images, self.train_cfg.seed)
 
     def save(self) -> None:
         """Write the checkpoint (rank 0), with the sampling prior fitted to the weights it holds."""
@@ -326,7 +329,7 @@ def _write_swap_grid(trainer: Trainer, step: int) -> None:
     ids = np.unique(labels)
     spread = ids[np.linspace(0, len(ids) - 1, min(n, len(ids))).astype(int)]  # identities from across the range
     firsts = [int(np.flatnonzero(labels == v)[0]) for v in spread]
-    x = trainer.images[torch.tensor(firsts, device=trainer.device)].float() / 127.5 - 1.0
+    x = trainer.float_images(torch.tensor(firsts))
     enc, dec = trainer.autoencoder.encoder, trainer.autoencoder.decoder
     grid = swap_grid(enc, dec, x, x)
     save_png(os.path.join(trainer.out_dir, "samples", f"swap_{step:06d}.png"), grid)
