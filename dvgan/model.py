@@ -194,11 +194,12 @@ class AutoEncoder(nn.Module):
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
 
-    def forward(self, x1, x1p, x2, z_prior, critic_trunk_grad: float = 1.0):
+    def forward(self, x1, x1p, x2, z_prior, critic_trunk_grad: float = 1.0, swaps: bool = True):
         """Algorithm 1's generator forward on a batch of B triplets; returns a dict of tensors.
 
         Encodes x1, x1', x2 in one pass and decodes Dec(z1, s1), Dec(z1, s1'), Dec(z1, s2) and
-        Dec(z_prior, s2) in one pass (one BatchNorm batch each). "mu1_critic" equals mu1, but only
+        Dec(z_prior, s2) in one pass (one BatchNorm batch each); without swaps (nothing judges them,
+        lambda = 0) only the first two, and "x12", "xp2" are None. "mu1_critic" equals mu1, but only
         critic_trunk_grad of a gradient through it reaches the trunk; the rest stops at the z head.
         """
         b = x1.shape[0]
@@ -208,8 +209,12 @@ class AutoEncoder(nn.Module):
         mu1, mu1p, mu2 = mu.split(b)
         logvar1 = logvar[:b]
         z1 = reparameterize(mu1, logvar1)
-        images = self.decoder(torch.cat([s1, s1p, s2, s2]), torch.cat([z1, z1, z1, z_prior]))
-        x11, x11p, x12, xp2 = images.split(b)
+        if swaps:
+            images = self.decoder(torch.cat([s1, s1p, s2, s2]), torch.cat([z1, z1, z1, z_prior]))
+            x11, x11p, x12, xp2 = images.split(b)
+        else:
+            x11, x11p = self.decoder(torch.cat([s1, s1p]), torch.cat([z1, z1])).split(b)
+            x12 = xp2 = None
         mu1_critic = mu1
         if critic_trunk_grad < 1.0:
             h1 = h[:b]

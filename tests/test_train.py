@@ -96,9 +96,12 @@ def test_lambda_zero_is_the_ablation(tmp_path):
     critic of the default recipe still trains."""
     t = Trainer(tiny_model_config(), tiny_train_config(w_gan=0.0), {"spec": "sprites:3"}, str(tmp_path), device="cpu")
     before, latent_before = _snapshot(t.adversary), _snapshot(t.latent)
+    decoded = []
+    t.autoencoder.decoder.register_forward_hook(lambda m, args, out: decoded.append(out.shape[0]))
     for _ in range(2):
         terms = t.train_step()
     assert "gan_swap" not in terms and "adv" not in terms and "zadv" in terms
+    assert decoded == [2 * t.train_cfg.batch_size] * 2  # Dec(z1, s1) and Dec(z1, s1') only: no swaps to judge
     assert _moved(before, t.adversary) == set()
     assert _moved(latent_before, t.latent) == set(latent_before)
 

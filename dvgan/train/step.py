@@ -38,7 +38,7 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
     autoencoder: the AutoEncoder (possibly DDP-wrapped); adversary, latent, pair: the plain critic
     modules (latent only when cfg.w_zadv > 0, pair only when cfg.w_zpair > 0).
     Returns (loss terms as 0-dim tensors, the adversary's fakes for id2 (detached Dec(z1, s2), then
-    Dec(z_prior, s2) when cfg.adv_prior_fake), detached codes {mu1, mu1p, mu2}).
+    Dec(z_prior, s2) when cfg.adv_prior_fake; None when lambda = 0), detached codes {mu1, mu1p, mu2}).
     """
     autocast = autocast or contextlib.nullcontext
     critics = [m for m in (adversary, latent, pair) if m is not None]
@@ -46,8 +46,8 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
     x1 = batch.x1
     z_prior = torch.randn(x1.shape[0], z_dim, device=x1.device)  # X.2 = Dec(z ~ N(0, I), s2)
     with autocast():
-        out = autoencoder(x1, batch.x1p, batch.x2, z_prior, cfg.zadv_trunk_grad)
-    x11, x11p, x12, xp2 = (out[k].float() for k in ("x11", "x11p", "x12", "xp2"))
+        out = autoencoder(x1, batch.x1p, batch.x2, z_prior, cfg.zadv_trunk_grad, cfg.image_adversary)
+    x11, x11p = out["x11"].float(), out["x11p"].float()
     codes = {k: out[k].float() for k in ("mu1", "mu1p", "mu2")}
     mu1 = codes["mu1"]
     terms = {
@@ -56,7 +56,10 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
         "kl": kl_to_standard_normal(mu1, out["logvar1"].float()).mean() / x1[0].numel(),
     }
     loss = cfg.w_recon * terms["recon"] + cfg.w_swap_recon * terms["swap_recon"] + cfg.w_kl * terms["kl"]
+    fakes = None
     if cfg.image_adversary:
+        x12, xp2 = out["x12"].float(), out["xp2"].float()
+        fakes = (torch.cat([x12, xp2]) if cfg.adv_prior_fake else x12).detach()
         named = [(n, x) for n, x, on in (("gan_swap", x12, cfg.gan_swap), ("gan_prior", xp2, cfg.gan_prior)) if on]
         with autocast():
             logits = adversary(torch.cat([x for _, x in named]), batch.id2.repeat(len(named))).float()
@@ -83,8 +86,7 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
     _requires_grad(critics, True)
     result = {k: v.detach() for k, v in terms.items()}
     result["loss"] = loss.detach()
-    fakes = torch.cat([x12, xp2]) if cfg.adv_prior_fake else x12
-    return result, fakes.detach(), {k: v.detach() for k, v in codes.items()}
+    return result, fakes, {k: v.detach() for k, v in codes.items()}
 
 
 def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=None, pair=None,
@@ -100,9 +102,9 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
     mu1 = None if codes is None else codes["mu1"]
     autocast = autocast or contextlib.nullcontext
     b, ids = batch.x1.shape[0], batch.id2
-    nf = fake.shape[0]  # b, or 2b with prior samples among the fakes
     result, loss, logits = {}, 0.0, None
     if cfg.image_adversary:  # otherwise (lambda = 0) it has no use, so it is not trained
+        nf = fake.shape[0]  # b, or 2b with prior samples among the fakes
         images, labels = [fake, batch.x2], [ids.repeat(nf // b), ids]
         if cfg.adv_mismatch:  # x1 is real but not of id2: judging it so makes the adversary look at identity
             images.append(batch.x1)
