@@ -188,6 +188,8 @@ def test_baselines_score_what_they_must():
     assert copy["model"] == copy["copy_a"]
     assert copy["copy_b"]["mse"] == pytest.approx(np.mean((x_b - truth) ** 2))
     assert copy["identity_mean"]["mse"] == pytest.approx(np.mean(truth ** 2))
+    assert copy["z_from_truth"] == copy["copy_a"]  # the copy model ignores b, wherever it comes from
+    assert copy["s_from_truth"]["psnr"] == analogies.PSNR_CAP  # ... and copies the truth when it is a
     same_pose = analogies.score_analogies(lambda xa, xb: xa, x_a, x_b, x_a, mean)  # truth == a: copy a exact
     assert same_pose["copy_a"]["mse"] == 0.0
 
@@ -201,6 +203,7 @@ def test_sprite_analogies_on_a_copy_model():
         assert out[part]["model"] == out[part]["copy_b"]
         assert out[part]["copy_a"]["mse"] > 0
         assert out[part]["reconstruction"]["psnr"] == analogies.PSNR_CAP  # copy b of (a, a) is a
+        assert out[part]["z_from_truth"]["psnr"] == analogies.PSNR_CAP and out[part]["s_from_truth"] == out[part]["copy_b"]
 
 
 def test_nearest_render_psnr_finds_the_render_among_many():

@@ -37,7 +37,8 @@ def demo_cmd(out, preset, device, no_progress):
     click.echo(f"  identity probe error: s {fmt(e.get('s_test_error'))}, z {fmt(e.get('z_mu_test_error'))} "
                f"(chance {fmt(e.get('chance_error'))})")
     if e.get("analogy_psnr") is not None:
-        click.echo(f"  analogy PSNR {e['analogy_psnr']:.1f} dB (best copy baseline {e['best_copy_psnr']:.1f} dB); "
+        click.echo(f"  analogy PSNR {e['analogy_psnr']:.1f} dB (best copy baseline {e['best_copy_psnr']:.1f} dB, "
+                   f"identity mean {e['identity_mean_psnr']:.1f} dB); "
                    f"s precision@10 {e.get('s_precision_at_10', float('nan')):.2f}")
     if e.get("sample_psnr") is not None:
         click.echo(f"  conditional samples {e['sample_psnr']:.1f} dB to the nearest true render "

@@ -42,8 +42,11 @@ def main(run_dirs, out_dir, others, seed, quick):
         results = compare(runs, out_dir, seed=seed, quick=quick)["runs"]
         where = out_dir or f"{runs[0]}/eval/compare"
     tables = {name: dict(summary_rows(res)) for name, res in results.items()}
+    keys = list(next(iter(tables.values())))
+    left = max(len(k) for k in keys) + 2
+    right = max(16, *(len(v) for t in tables.values() for v in t.values()))
     if len(tables) > 1:
-        click.echo(" " * 44 + "  ".join(f"{name[-16:]:>16}" for name in tables))
-    for key in next(iter(tables.values())):
-        click.echo(f"{key:<44}" + "  ".join(f"{tables[n].get(key, '-'):>16}" for n in tables))
+        click.echo(" " * left + "  ".join(f"{name[-right:]:>{right}}" for name in tables))
+    for key in keys:
+        click.echo(f"{key:<{left}}" + "  ".join(f"{tables[n].get(key, '-'):>{right}}" for n in tables))
     click.echo(f"report: {where}")

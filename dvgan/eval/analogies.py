@@ -136,6 +136,11 @@ def score_analogies(swap, x_a, x_b, truth, identity_mean) -> dict:
             "model": image_scores(swap(x_a, x_b), truth),
             # Dec(s_a, mu_a) against x_a: the reconstruction, a ceiling for the analogies
             "reconstruction": image_scores(swap(x_a, x_a), x_a),
+            # The swap with one code read from the truth render(id_a, factors_b) itself: what the model
+            # would score if z encoded b's pose as it encodes that pose on a ("z from the truth"), or if s
+            # held a's identity as it does on the truth ("s from the truth").
+            "z_from_truth": image_scores(swap(x_a, truth), truth),
+            "s_from_truth": image_scores(swap(truth, x_b), truth),
             "copy_a": image_scores(x_a, truth),
             "copy_b": image_scores(x_b, truth),
             "identity_mean": image_scores(identity_mean, truth)}
