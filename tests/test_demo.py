@@ -1,4 +1,5 @@
 """The demo end to end on a tiny preset: every stage runs and the report states what happened."""
+import json
 import os
 import re
 
@@ -21,6 +22,13 @@ def test_demo_runs_every_stage_and_reports_its_times(tmp_path, monkeypatch):
     assert {"sample_psnr", "sample_swap_psnr", "sample_other_identity_psnr"} <= set(e)  # the samples are scored
     assert f"| {e['sample_psnr']:.2f} dB | z ~ N(0, I) {e['sample_standard_normal_psnr']:.2f} dB; " \
            f"swaps {e['sample_swap_psnr']:.2f} dB" in text
+    with open(os.path.join(result["out"], "eval", "report.json")) as f:
+        unseen = json.load(f)["analogies"]["unseen"]
+    # the copy baselines are copy a and copy b; the identity's mean image is reported on its own
+    assert e["best_copy_psnr"] == max(unseen["copy_a"]["psnr"], unseen["copy_b"]["psnr"])
+    assert e["identity_mean_psnr"] == unseen["identity_mean"]["psnr"]
+    assert (f"best copy baseline {e['best_copy_psnr']:.2f} dB; "
+            f"mean image of the identity {e['identity_mean_psnr']:.2f} dB") in text
 
 
 def test_demo_trains_on_the_cores_other_processes_leave_free(monkeypatch, caplog):
