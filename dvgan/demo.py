@@ -43,8 +43,9 @@ def _save(path: str, rows) -> str:
     return path
 
 
-def _write_gallery(run_dir: str, gallery_dir: str, spec: str, seed: int) -> list:
-    """Write the test split's images as PNG files, one folder per identity; returns one file per identity."""
+def _write_gallery(run_dir: str, gallery_dir: str, spec: str, seed: int):
+    """Write the test split's images as PNG files, one folder per identity, each named by its dataset
+    index. Returns (the files of each identity, the dataset)."""
     import json
 
     from PIL import Image
@@ -62,7 +63,19 @@ def _write_gallery(run_dir: str, gallery_dir: str, spec: str, seed: int) -> list
         path = os.path.join(folder, f"{i:06d}.png")
         Image.fromarray(ds.images[i].transpose(1, 2, 0)).save(path)
         firsts.setdefault(label, []).append(path)
-    return [paths for _, paths in sorted(firsts.items())]
+    return [paths for _, paths in sorted(firsts.items())], ds
+
+
+def _true_swaps(ds, picks: list) -> list:
+    """What the renderer draws for the swap grid: row i, column j = render(identity of picks[j], factors
+    of picks[i]), as uint8 images; picks are gallery files (named by dataset index)."""
+    from .eval.analogies import true_images
+    index = [int(os.path.splitext(os.path.basename(p))[0]) for p in picks]
+    n, size, channels = len(index), ds.images.shape[-1], ds.images.shape[1]
+    identity = np.tile(ds.labels[index], n)              # column j's identity, in every row
+    factors = np.repeat(ds.factors[index], n, axis=0)    # row i's factors, across the row
+    truth = true_images(identity, factors, size, channels)
+    return [_u8(truth[i * n:(i + 1) * n]) for i in range(n)]
 
 
 def _threads_for_free_cores() -> int | None:
@@ -138,7 +151,7 @@ def run_demo(out_dir: str | None = None, preset: str = "default", device: str = 
     done("export")
 
     stage("index")
-    per_identity = _write_gallery(run_dir, os.path.join(out, "gallery"), spec, seed)
+    per_identity, dataset = _write_gallery(run_dir, os.path.join(out, "gallery"), spec, seed)
     engine = Engine.load(bundle_dir)
     result["backend"] = engine.choice.report()
     index = build_index(engine, encode_folder(engine, os.path.join(out, "gallery")))
@@ -167,6 +180,9 @@ def run_demo(out_dir: str | None = None, preset: str = "default", device: str = 
     heads = [image_to_uint8(open_image(x), size, ch) for x in picks]
     rows = [[None] + heads] + [[heads[i]] + _u8(grid[i]) for i in range(len(picks))]
     result["swap"] = _save(os.path.join(figs, "swap.png"), rows)
+    truth = _true_swaps(dataset, picks)
+    result["swap_truth"] = _save(os.path.join(figs, "swap_truth.png"),
+                                 [[None] + heads] + [[heads[i]] + truth[i] for i in range(len(picks))])
     done("swap")
 
     stage("sample")
@@ -242,7 +258,10 @@ def write_demo_report(result: dict, out: str) -> str:
         f"swaps {num(e.get('sample_swap_psnr'))} dB; another identity {num(e.get('sample_other_identity_psnr'))} dB |",
         "",
         "## Swap (top row gives s, left column gives z; the diagonal reconstructs)",
-        f"![swap]({rel(result['swap'])})",
+        "The model's swaps, then what the renderer draws for the same identities and poses (the truth the "
+        "analogy PSNR compares with):",
+        "",
+        f"![swap]({rel(result['swap'])}) ![truth]({rel(result['swap_truth'])})",
         "",
         "## Query by s (identity) and by z (pose): the query, then its 10 nearest gallery images",
         f"![by s]({rel(result['query']['specified']['strip'])})",

@@ -10,7 +10,7 @@ def test_demo_runs_every_stage_and_reports_its_times(tmp_path, monkeypatch):
     monkeypatch.setitem(demo.PRESETS, "tiny", {"steps": 4, "per_identity": 3, "eval_quick": True})
     result = demo.run_demo(str(tmp_path / "out"), preset="tiny", device="cpu", progress=False)
     assert list(result["timings"]) == list(demo.STAGES)
-    for name in ("swap", "sample", "interpolate"):
+    for name in ("swap", "swap_truth", "sample", "interpolate"):
         assert os.path.exists(result[name])
     text = open(result["report"]).read()
     times = dict(re.findall(r"(\w+) ([\d.]+)", text.split("## Stage times (s)")[1]))
@@ -49,3 +49,17 @@ def test_demo_trains_on_the_cores_other_processes_leave_free(monkeypatch, caplog
         raise OSError("no load average here")
     monkeypatch.setattr(os, "getloadavg", unknown)
     assert demo._threads_for_free_cores() is None
+
+
+def test_true_swaps_draw_each_column_identity_in_each_row_pose(tmp_path):
+    import numpy as np
+
+    from dvgan import data as data_mod
+    ds = data_mod.load("sprites:3", 32, 3, seed=0)
+    index = [0, 40, 100]  # three identities (3 images each)
+    rows = demo._true_swaps(ds, [str(tmp_path / "gallery" / f"{i:06d}.png") for i in index])
+    assert len(rows) == 3 and all(len(r) == 3 for r in rows)
+    for i in range(3):
+        assert np.array_equal(rows[i][i], ds.images[index[i]])  # the diagonal is the image itself
+    # off the diagonal: another identity in row i's pose, unlike either source image
+    assert not np.array_equal(rows[0][1], ds.images[index[0]]) and not np.array_equal(rows[0][1], ds.images[index[1]])
