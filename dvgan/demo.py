@@ -69,13 +69,10 @@ def _write_gallery(run_dir: str, gallery_dir: str, spec: str, seed: int):
 def _true_swaps(ds, picks: list) -> list:
     """What the renderer draws for the swap grid: row i, column j = render(identity of picks[j], factors
     of picks[i]), as uint8 images; picks are gallery files (named by dataset index)."""
-    from .eval.analogies import true_images
+    from .eval.analogies import true_swap_images
     index = [int(os.path.splitext(os.path.basename(p))[0]) for p in picks]
-    n, size, channels = len(index), ds.images.shape[-1], ds.images.shape[1]
-    identity = np.tile(ds.labels[index], n)              # column j's identity, in every row
-    factors = np.repeat(ds.factors[index], n, axis=0)    # row i's factors, across the row
-    truth = true_images(identity, factors, size, channels)
-    return [_u8(truth[i * n:(i + 1) * n]) for i in range(n)]
+    truth = true_swap_images(ds.labels[index], ds.factors[index], ds.images.shape[-1], ds.images.shape[1])
+    return [_u8(row) for row in truth]
 
 
 def _threads_for_free_cores() -> int | None:

@@ -341,10 +341,19 @@ def test_cli_evaluates_two_runs_side_by_side(two_runs):
         assert f"| reconstruction of a, Dec(s_a, mu_a) vs a (the ceiling) | {rec['mse']:.4f} | {rec['psnr']:.2f} |" in md
         for fig in rep["figures"].values():
             assert f"]({fig})" in md and os.path.getsize(out / name / fig) > 0
-        assert set(rep["figures"]) == {"swap", "interpolation", "samples", "retrieval_s", "retrieval_z"}
+        assert set(rep["figures"]) == {"swap", "swap_truth", "interpolation", "samples", "retrieval_s", "retrieval_z"}
     from PIL import Image
     with Image.open(out / "full" / "swap.png") as im:  # 10 identities: 11 x 11 tiles, saved at 2x
         assert im.size == (2 * (11 * 34 + 2),) * 2
+        swap = np.asarray(im)
+    with Image.open(out / "full" / "swap_truth.png") as im:
+        truth = np.asarray(im)
+    tile = lambda g, r, c: g[2 * (2 + 34 * r):2 * (2 + 34 * r + 32), 2 * (2 + 34 * c):2 * (2 + 34 * c + 32)]  # noqa: E731
+    assert truth.shape == swap.shape
+    assert np.array_equal(truth[:2 * 36], swap[:2 * 36]) and np.array_equal(truth[:, :2 * 36], swap[:, :2 * 36])
+    for k in range(1, 11):  # the renderer's image of an identity in its own pose is the image itself
+        assert np.array_equal(tile(truth, k, k), tile(truth, 0, k)) and np.array_equal(tile(truth, k, k), tile(truth, k, 0))
+    assert not np.array_equal(tile(truth, 1, 2), tile(truth, 0, 2))  # another pose
 
 
 def test_cli_errors_are_one_line(tmp_path):

@@ -37,6 +37,14 @@ def true_images(identity, factors, size: int, channels: int) -> np.ndarray:
     return uint8_to_float(rgb.transpose(0, 3, 1, 2))
 
 
+def true_swap_images(identity, factors, size: int, channels: int) -> np.ndarray:
+    """The truth behind a swap grid: (N, N, C, H, W) float in [-1, 1], cell (i, j) = render(identity[j],
+    factors[i]), so that row i keeps the pose of image i and column j the identity of image j."""
+    n = len(identity)
+    truth = true_images(np.tile(np.asarray(identity), n), np.repeat(np.asarray(factors), n, axis=0), size, channels)
+    return truth.reshape(n, n, *truth.shape[1:])
+
+
 def image_scores(pred: np.ndarray, truth: np.ndarray) -> dict:
     """Mean MSE and mean per-image PSNR (dB, PEAK = 2.0) of pred against truth, both (N, C, H, W)."""
     mse = np.mean((np.asarray(pred, np.float64) - np.asarray(truth, np.float64)) ** 2, axis=(1, 2, 3))

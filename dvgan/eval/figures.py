@@ -43,9 +43,13 @@ def swap_grid(encoder, decoder, x_s: torch.Tensor, x_z: torch.Tensor) -> np.ndar
     out = decoder(s.repeat(n, 1), mu.repeat_interleave(m, 0)).view(n, m, *x_s.shape[1:])
     encoder.train(was[0]), decoder.train(was[1])
     u8 = lambda t: float_to_uint8(t.cpu().numpy())  # noqa: E731
-    rows = [[None] + list(u8(x_s))]
-    rows += [[u8(x_z[i])] + list(u8(out[i])) for i in range(n)]
-    return tile(rows)
+    return headed_grid(u8(x_s), u8(x_z), u8(out))
+
+
+def headed_grid(top: np.ndarray, left: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """top (M, C, H, W) across the first row, left (N, C, H, W) down the first column, cells
+    (N, M, C, H, W) inside, the corner blank; all uint8."""
+    return tile([[None] + list(top)] + [[left[i]] + list(cells[i]) for i in range(len(left))])
 
 
 def save_png(path: str, grid: np.ndarray, scale: int = 2) -> None:

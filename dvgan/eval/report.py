@@ -113,6 +113,8 @@ def markdown(result: dict) -> str:
         rows = [[name, _num(smp[k], 2)] for k, name in names.items() if k in smp]
         lines += _table(["", "nearest-render PSNR"], rows) + [""]
     captions = {"swap": "Swap grid (Fig. 2a): top row gives s, left column gives z (mu); diagonal = reconstructions.",
+                "swap_truth": "What the swap grid should draw (sprites): the renderer's image of the top row's "
+                              "identity in the left column's pose.",
                 "interpolation": "Interpolation (Fig. 2b): s moves from a to b along columns, z along rows; "
                                  "a real at top left, b real at bottom right.",
                 "samples": "Conditional samples (Fig. 5): s of the left image, z drawn from the sampling prior; "

@@ -22,6 +22,7 @@ import torch
 
 from .. import data as data_mod
 from ..data import sprites
+from ..data.preprocess import float_to_uint8
 from ..errors import InputError, UsageError
 from .. import prior
 from ..train.checkpoint import build_models, load_checkpoint, saved_prior
@@ -211,8 +212,11 @@ def _figures(run: dict, feat: _Features, items_ret: np.ndarray, out_dir: str, se
     ids = rng.permutation(np.unique(data.labels[test]))[:FIGURE_IDS]
     picks = np.array([rng.choice(test[data.labels[test] == i]) for i in ids])
     x = torch.from_numpy(data.float_images(picks))
-    grids = {"swap": figures.swap_grid(enc, dec, x, x),
-             "samples": figures.sample_grid(enc, dec, x[:8], 8, seed, run["prior"])}
+    grids = {"swap": figures.swap_grid(enc, dec, x, x)}
+    if data.factors is not None:  # sprites: what the swap grid should draw
+        truth = analogies.true_swap_images(data.labels[picks], data.factors[picks], x.shape[-1], x.shape[1])
+        grids["swap_truth"] = figures.headed_grid(data.images[picks], data.images[picks], float_to_uint8(truth))
+    grids["samples"] = figures.sample_grid(enc, dec, x[:8], 8, seed, run["prior"])
     if len(x) >= 2:
         grids["interpolation"] = figures.interpolation_grid(enc, dec, x[:1], x[1:2], 8)
     ret_labels = data.labels[items_ret]
