@@ -75,6 +75,31 @@ def _true_swaps(ds, picks: list) -> list:
     return [_u8(row) for row in truth]
 
 
+def _cpu_times() -> tuple:
+    """(busy, total) CPU ticks since boot over all cores, from /proc/stat (Linux; OSError elsewhere)."""
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
+
+
+def _busy_cores(window: float = 0.5) -> float | None:
+    """How many cores other processes keep busy now: CPU time over a short window where the system
+    reports it, else the 1-minute load average (which lags: a job that ended seconds ago still counts
+    almost fully). None when neither is available."""
+    try:
+        busy0, total0 = _cpu_times()
+        time.sleep(window)
+        busy1, total1 = _cpu_times()
+        if total1 > total0:
+            return (busy1 - busy0) / (total1 - total0) * (os.cpu_count() or 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on every platform
+        return None
+
+
 def _threads_for_free_cores() -> int | None:
     """Torch threads that fit the cores other processes leave free, if fewer than torch would use.
 
@@ -82,16 +107,15 @@ def _threads_for_free_cores() -> int | None:
     (benchmarks/bench_busy.py; RESULTS.md, "README commands"): the threads wait on each other.
     """
     import torch
-    try:
-        load = os.getloadavg()[0]  # 1-minute average of runnable processes; none of them this one yet
-    except (AttributeError, OSError):  # not on every platform
+    busy = _busy_cores()  # none of it this process's yet
+    if busy is None:
         return None
     cores = os.cpu_count() or 1
-    free = max(1, cores - int(load))  # a process that has run for a minute adds about 1.0
+    free = max(1, cores - round(busy))  # whole cores: a process on one core adds about 1.0
     if free >= torch.get_num_threads():
         return None
-    log.warning("the machine is busy (1-minute load %.1f on %d cores): training on %d thread(s); the demo's "
-                "time in the README is for an idle machine", load, cores, free)
+    log.warning("the machine is busy (other processes use %.1f of %d cores): training on %d thread(s); the demo's "
+                "time in the README is for an idle machine", busy, cores, free)
     return free
 
 

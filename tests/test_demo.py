@@ -35,20 +35,36 @@ def test_demo_trains_on_the_cores_other_processes_leave_free(monkeypatch, caplog
     import torch
     monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.0, 0.0))
-    assert demo._threads_for_free_cores() is None  # idle: torch keeps its threads
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.9, 0.0, 0.0))
-    assert demo._threads_for_free_cores() is None  # less than one whole core taken
-    monkeypatch.setattr(os, "getloadavg", lambda: (3.2, 0.0, 0.0))
-    assert demo._threads_for_free_cores() == 1
+    for busy, threads in ((0.2, None), (0.4, None), (0.7, 3), (3.2, 1), (9.0, 1), (None, None)):
+        monkeypatch.setattr(demo, "_busy_cores", lambda: busy)
+        assert demo._threads_for_free_cores() == threads, busy  # None: torch keeps its 4 threads
     assert "machine is busy" in caplog.text
-    monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 0.0, 0.0))
-    assert demo._threads_for_free_cores() == 1  # never fewer than one
+
+
+def test_busy_cores_reads_cpu_time_then_falls_back_to_the_load_average(monkeypatch):
+    ticks = iter([(100, 1000), (160, 1100)])  # 60 of 100 ticks busy over the window
+    monkeypatch.setattr(demo, "_cpu_times", lambda: next(ticks))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert abs(demo._busy_cores(window=0) - 1.2) < 1e-9
+
+    def unreadable():
+        raise OSError("no /proc/stat here")
+    monkeypatch.setattr(demo, "_cpu_times", unreadable)
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.5, 0.0, 0.0))
+    assert demo._busy_cores(window=0) == 1.5
 
     def unknown():
         raise OSError("no load average here")
     monkeypatch.setattr(os, "getloadavg", unknown)
-    assert demo._threads_for_free_cores() is None
+    assert demo._busy_cores(window=0) is None
+
+
+def test_cpu_times_are_read_where_the_system_has_them():
+    if not os.path.exists("/proc/stat"):
+        import pytest
+        pytest.skip("no /proc/stat on this system (the load average stands in)")
+    busy, total = demo._cpu_times()
+    assert 0 <= busy <= total and total > 0
 
 
 def test_true_swaps_draw_each_column_identity_in_each_row_pose(tmp_path):
