@@ -26,12 +26,6 @@ def _encode(encoder, images: np.ndarray):
         return encoder(torch.from_numpy(images))
 
 
-def _identity(attributes: np.ndarray) -> np.ndarray:
-    """(N, 3) shape, colour, pattern indices -> sprite identities (inverse of sprites.attributes_of)."""
-    n_col, n_pat = len(sprites.COLOURS), len(sprites.PATTERNS)
-    return (attributes[:, 0] * n_col + attributes[:, 1]) * n_pat + attributes[:, 2]
-
-
 def attribute_changes(run, n: int, rng) -> dict:
     """{attribute: (z distance / random-pair distance, PSNR with the changed z, PSNR with its own z)}."""
     size, channels = run["cfg"].image_size, run["cfg"].channels
@@ -48,7 +42,7 @@ def attribute_changes(run, n: int, rng) -> dict:
         levels = len((sprites.SHAPES, sprites.COLOURS, sprites.PATTERNS)[k])
         changed = sprites.attributes_of(base)
         changed[:, k] = (changed[:, k] + rng.integers(1, levels, n)) % levels
-        mu_c = _encode(enc, true_images(_identity(changed), factors, size, channels))[1]
+        mu_c = _encode(enc, true_images(sprites.identity_of(changed), factors, size, channels))[1]
         with torch.no_grad():
             psnr = image_scores(dec(s, mu_c).numpy(), x)["psnr"]
         out[attribute] = (float((mu_c - mu).pow(2).sum(1).mean() / random_pairs), psnr, own)
@@ -60,11 +54,10 @@ def shape_matrix(run, n: int, rng) -> np.ndarray:
     colour-pattern throughout a column pair."""
     size, channels = run["cfg"].image_size, run["cfg"].channels
     factors = sprites.sample_factors(n, rng)
-    colour_pattern = rng.integers(0, len(sprites.COLOURS) * len(sprites.PATTERNS), n)
-    per_shape = len(sprites.COLOURS) * len(sprites.PATTERNS)
+    colour, pattern = np.divmod(rng.integers(0, len(sprites.COLOURS) * len(sprites.PATTERNS), n), len(sprites.PATTERNS))
     renders, codes = [], []
     for shape in range(len(sprites.SHAPES)):
-        x = true_images(shape * per_shape + colour_pattern, factors, size, channels)
+        x = true_images(sprites.identity_of(np.stack([np.full(n, shape), colour, pattern], 1)), factors, size, channels)
         renders.append(x)
         codes.append(_encode(run["encoder"], x))
     m = np.zeros((len(renders), len(renders)))

@@ -3,7 +3,7 @@ one busy process (a one-thread matrix-multiply loop standing in for another job)
 
   python benchmarks/bench_busy.py [--steps 60] [--reps 3]
 
-What `dvgan demo` decides on when the load average says cores are busy (demo._threads_for_free_cores).
+What `dvgan demo` decides on when other processes keep cores busy (demo._threads_for_free_cores).
 Each cell is the median of --reps timings of --steps steps (after 5 warm-up steps); thread counts
 alternate within each repetition so that both see the same machine.
 """

@@ -43,6 +43,13 @@ def _save(path: str, rows) -> str:
     return path
 
 
+def _save_headed(path: str, heads: list, cells) -> str:
+    """heads across the top and down the left, cells[i][j] inside (figures.headed_grid), saved as _save does."""
+    from .eval.figures import headed_grid, save_png
+    save_png(path, headed_grid(heads, heads, cells), scale=3)
+    return path
+
+
 def _write_gallery(run_dir: str, gallery_dir: str, spec: str, seed: int):
     """Write the test split's images as PNG files, one folder per identity, each named by its dataset
     index. Returns (the files of each identity, the dataset)."""
@@ -68,11 +75,10 @@ def _write_gallery(run_dir: str, gallery_dir: str, spec: str, seed: int):
 
 def _true_swaps(ds, picks: list) -> list:
     """What the renderer draws for the swap grid: row i, column j = render(identity of picks[j], factors
-    of picks[i]), as uint8 images; picks are gallery files (named by dataset index)."""
+    of picks[i]), uint8 (N, N, C, H, W); picks are gallery files (named by dataset index)."""
     from .eval.analogies import true_swap_images
     index = [int(os.path.splitext(os.path.basename(p))[0]) for p in picks]
-    truth = true_swap_images(ds.labels[index], ds.factors[index], ds.images.shape[-1], ds.images.shape[1])
-    return [_u8(row) for row in truth]
+    return _u8(true_swap_images(ds.labels[index], ds.factors[index], ds.images.shape[-1], ds.images.shape[1]))
 
 
 def _cpu_times() -> tuple:
@@ -199,11 +205,8 @@ def run_demo(out_dir: str | None = None, preset: str = "default", device: str = 
     picks = [paths[0] for paths in per_identity[:: max(1, len(per_identity) // N_SWAP)][:N_SWAP]]
     grid = engine.swap(picks, picks, grid=True)  # (N, M, C, H, W): rows keep z, columns keep s
     heads = [image_to_uint8(open_image(x), size, ch) for x in picks]
-    rows = [[None] + heads] + [[heads[i]] + _u8(grid[i]) for i in range(len(picks))]
-    result["swap"] = _save(os.path.join(figs, "swap.png"), rows)
-    truth = _true_swaps(dataset, picks)
-    result["swap_truth"] = _save(os.path.join(figs, "swap_truth.png"),
-                                 [[None] + heads] + [[heads[i]] + truth[i] for i in range(len(picks))])
+    result["swap"] = _save_headed(os.path.join(figs, "swap.png"), heads, _u8(grid))
+    result["swap_truth"] = _save_headed(os.path.join(figs, "swap_truth.png"), heads, _true_swaps(dataset, picks))
     done("swap")
 
     stage("sample")
@@ -232,7 +235,7 @@ def run_demo(out_dir: str | None = None, preset: str = "default", device: str = 
 
 def key_numbers(report: dict) -> dict:
     """The headline numbers of an evaluation report, flattened for the demo's summary."""
-    from .eval.report import COPY_BASELINES
+    from .eval.report import COPY_BASELINES, best_psnr
     primary = report["probes"]["primary"]
     protocol = report["probes"]["protocols"][primary]
     out = {"quick": report.get("quick"), "protocol": primary, "chance_error": protocol["chance_error"]}
@@ -242,7 +245,7 @@ def key_numbers(report: dict) -> dict:
     unseen = report.get("analogies", {}).get("unseen")
     if unseen:
         out["analogy_psnr"] = unseen["model"]["psnr"]
-        out["best_copy_psnr"] = max(unseen[b]["psnr"] for b in COPY_BASELINES)
+        out["best_copy_psnr"] = best_psnr(unseen, COPY_BASELINES)
         out["identity_mean_psnr"] = unseen["identity_mean"]["psnr"]
     samples = report.get("samples")
     if samples:

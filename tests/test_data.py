@@ -16,6 +16,7 @@ from dvgan.train.sampler import TripletSampler
 def test_sprites_has_enough_identities_and_attributes():
     assert sprites.NUM_IDENTITIES >= 200
     attrs = sprites.attributes_of(np.arange(sprites.NUM_IDENTITIES))
+    assert np.array_equal(sprites.identity_of(attrs), np.arange(sprites.NUM_IDENTITIES))  # its inverse
     assert attrs.shape == (sprites.NUM_IDENTITIES, 3)
     assert len({tuple(a) for a in attrs}) == sprites.NUM_IDENTITIES  # each identity is its own combination
     assert set(sprites.FACTORS) >= {"x", "y", "scale", "rotation"}

@@ -43,6 +43,12 @@ def attributes_of(identity) -> np.ndarray:
     return np.stack([ident // (n_col * n_pat), (ident // n_pat) % n_col, ident % n_pat], axis=-1)
 
 
+def identity_of(attributes) -> np.ndarray:
+    """(N, 3) indices into SHAPES, COLOURS, PATTERNS -> identity (N,); the inverse of attributes_of."""
+    a = np.asarray(attributes, dtype=np.int64)
+    return (a[..., 0] * len(COLOURS) + a[..., 1]) * len(PATTERNS) + a[..., 2]
+
+
 def identity_name(identity: int) -> str:
     shape, colour, pattern = attributes_of([identity])[0]
     return f"{list(COLOURS)[colour]}-{PATTERNS[pattern]}-{SHAPES[shape]}"

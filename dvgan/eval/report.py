@@ -13,14 +13,14 @@ CODE_NAMES = {"z_mu": "z (mu)", "z_sample": "z (sample)", "s": "s", "pixels": "r
 COPY_BASELINES = ("copy_a", "copy_b")  # the analogy target counts from the better of these
 
 
-def _best(scores: dict, baselines) -> float:
+def best_psnr(scores: dict, baselines) -> float:
     """The best analogy PSNR among the named baselines, in dB."""
     return max(scores[k]["psnr"] for k in baselines)
 
 
 def _margin(scores: dict, baselines) -> str:
     """The model's analogy PSNR minus the best of the named baselines', signed, in dB."""
-    return f"{scores['model']['psnr'] - _best(scores, baselines):+.2f}"
+    return f"{scores['model']['psnr'] - best_psnr(scores, baselines):+.2f}"
 
 
 def _pct(v) -> str:
@@ -156,7 +156,7 @@ def summary_rows(result: dict) -> list:
         rows.append(("z-neighbour factor distance ratio", _num(result["retrieval"]["factors"]["z_mu"]["ratio"])))
     for part, a in (result.get("analogies") or {}).items():
         rows.append((f"analogy PSNR, {part} (model / best copy / identity mean)",
-                     f"{a['model']['psnr']:.2f} / {_best(a, COPY_BASELINES):.2f} / "
+                     f"{a['model']['psnr']:.2f} / {best_psnr(a, COPY_BASELINES):.2f} / "
                      f"{a['identity_mean']['psnr']:.2f}"))
         rows.append((f"reconstruction PSNR, {part}", f"{a['reconstruction']['psnr']:.2f}"))
     if result.get("samples"):
