@@ -23,6 +23,8 @@ class ModelConfig:
     num_ids: int = 2          # identities the adversary's lookup tables know (the training identities)
     adv_width: int = 32       # channels of the adversary's first conv
     adv_dropout: float = 0.5  # dropout before the adversary's output (the authors' code used 0.5)
+    coords: bool = False      # CoordConv (Liu et al., NeurIPS 2018): pixel coordinates as two extra input
+                              # channels of every encoder and decoder conv (not in the paper)
 
     def validate(self) -> "ModelConfig":
         if self.image_size % 8 or self.image_size < 8:
@@ -60,6 +62,9 @@ class TrainConfig:
     zadv_trunk_grad: float = 1.0  # share of the latent critic's gradient that reaches the encoder's conv trunk
                                   # (0 = only the z head learns to hide the identity; the trunk, shared
                                   # with s, is left to the other terms)
+    w_zbetween: float = 0.0       # between-identity share of mu's variance in the batch (not in the paper;
+                                  # 0 = off): moves each identity's mean code to the others'; it needs several
+                                  # images of an identity per batch, so it suits few identities (MNIST's 10)
     w_zpair: float = 0.0          # pair critic on (mu1, mu1') vs (mu1, mu2) (not in the paper; 0 = off)
     adv_prior_fake: bool = True   # the adversary also judges Dec(z ~ N(0, I), s2) as a fake for id2. Algorithm 1
                                   # shows it only Dec(z1, s2), so the generator's prior term meets a judge that
@@ -67,6 +72,8 @@ class TrainConfig:
                                   # the paper; False = Algorithm 1 as written)
     adv_mismatch: bool = False    # also show the adversary real images under another identity's label, as
                                   # fakes (matching-aware discriminator, Reed et al. 2016; not in the paper)
+    shift: int = 0                # augmentation: each training image moved by up to this many pixels in x and
+                                  # y (edges repeated), drawn anew for every use (not in the paper; 0 = off)
     real_label: float = 0.95      # one-sided label smoothing for the adversary's real target
     adv_every: int = 1            # generator steps per adversary step (the update ratio)
     seed: int = 0
@@ -91,7 +98,8 @@ class TrainConfig:
             raise UsageError("steps must be >= 1 and batch_size >= 2")
         if self.adv_every < 1 or self.zadv_steps < 1:
             raise UsageError(f"adv_every and zadv_steps must be >= 1, got {self.adv_every}, {self.zadv_steps}")
-        for name in ("w_recon", "w_swap_recon", "w_kl", "w_gan", "w_sinv", "w_zadv", "w_zpair", "lr", "adv_lr"):
+        for name in ("w_recon", "w_swap_recon", "w_kl", "w_gan", "w_sinv", "w_zadv", "w_zbetween", "w_zpair", "lr",
+                     "adv_lr", "shift"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.zadv_trunk_grad <= 1.0:

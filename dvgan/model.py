@@ -19,15 +19,30 @@ def _stages(trunk: str, width: int):
     return [(None if i == 0 else chans[i - 1], c, 3, 2 if i % 2 else 1) for i, c in enumerate(chans)]
 
 
+class AddCoords(nn.Module):
+    """(B, C, H, W) -> (B, C + 2, H, W): appends the x and y of each pixel centre, in [-1, 1]."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        ramp = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2.0 - 1.0
+        grid = torch.stack([ramp.expand(size, size), ramp[:, None].expand(size, size)])  # (2, H, W): x, y
+        self.register_buffer("grid", grid[None], persistent=False)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.cat([h, self.grid.to(h.dtype).expand(h.shape[0], -1, -1, -1)], dim=1)
+
+
 class Encoder(nn.Module):
     """x (B, C, H, W) -> s (B, s_dim), mu (B, z_dim), logvar (B, z_dim)."""
 
     def __init__(self, cfg):
         super().__init__()
-        layers = []
+        layers, size, extra = [], cfg.image_size, 2 if cfg.coords else 0
         for cin, cout, k, stride in _stages(cfg.trunk, cfg.width):
+            layers += [AddCoords(size)] if cfg.coords else []
+            size //= stride
             layers += [
-                nn.Conv2d(cin or cfg.channels, cout, k, stride, padding=k // 2, bias=False),
+                nn.Conv2d((cin or cfg.channels) + extra, cout, k, stride, padding=k // 2, bias=False),
                 nn.BatchNorm2d(cout),
                 nn.ReLU(inplace=True),
             ]
@@ -64,12 +79,14 @@ class Decoder(nn.Module):
         self.from_z = nn.Linear(cfg.z_dim, feat)
         self.bn0 = nn.BatchNorm2d(self.base_ch)
         stages = _stages(cfg.trunk, cfg.width)
-        layers = []
+        layers, size, extra = [], self.base, 2 if cfg.coords else 0
         # Mirror the encoder: walk its stages backwards, each conv becoming a (fractionally strided) transpose.
         for i, (cin, cout, k, stride) in reversed(list(enumerate(stages))):
             last = i == 0
             out_ch = cfg.channels if last else cin
-            layers.append(nn.ConvTranspose2d(cout, out_ch, k, stride, padding=k // 2,
+            layers += [AddCoords(size)] if cfg.coords else []
+            size *= stride
+            layers.append(nn.ConvTranspose2d(cout + extra, out_ch, k, stride, padding=k // 2,
                                              output_padding=stride - 1, bias=last))
             layers += [nn.Tanh()] if last else [nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)]
         self.net = nn.Sequential(*layers)

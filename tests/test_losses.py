@@ -3,7 +3,7 @@ import torch
 from conftest import tiny_train_config
 from dvgan.model import CodeMemory
 from dvgan.train.loop import lr_factor
-from dvgan.train.losses import within_identity_spread
+from dvgan.train.losses import between_identity_share, within_identity_spread
 
 
 def test_within_identity_spread_reads_zero_for_identity_codes_and_one_for_unrelated_ones():
@@ -40,3 +40,26 @@ def test_cosine_learning_rate_falls_to_its_floor():
     assert factors[0] == 1.0 and abs(factors[-1] - 0.1) < 1e-12 and abs(factors[50] - 0.55) < 1e-9
     assert all(x >= y for x, y in zip(factors, factors[1:]))
     assert lr_factor(tiny_train_config(steps=101, lr_decay="none"), 60) == 1.0
+
+
+def test_between_identity_share_reads_one_for_identity_codes_and_chance_for_unrelated_ones():
+    g = torch.Generator().manual_seed(2)
+    ids = torch.arange(10).repeat(40)                                            # 10 identities, 40 codes each
+    centres = torch.randn(10, 16, generator=g)
+    assert abs(float(between_identity_share(centres[ids], ids)) - 1.0) < 1e-6    # the code names the identity
+    noise = float(between_identity_share(torch.randn(400, 16, generator=g), ids))
+    assert abs(noise - 9 / 399) < 0.01                                           # (C - 1) / (N - 1) by chance
+    mixed = float(between_identity_share(centres[ids] + torch.randn(400, 16, generator=g), ids))
+    assert 0.3 < mixed < 0.7                                                     # half the variance between
+    codes = centres[ids] + torch.randn(400, 16, generator=g)
+    assert torch.allclose(between_identity_share(codes, ids), between_identity_share(5 * codes + 3, ids))
+
+
+def test_between_identity_share_pulls_the_identity_means_together():
+    g = torch.Generator().manual_seed(3)
+    ids = torch.arange(4).repeat(8)
+    codes = (torch.randn(4, 6, generator=g)[ids] + 0.3 * torch.randn(32, 6, generator=g)).requires_grad_()
+    between_identity_share(codes, ids).backward()
+    moved = codes.detach() - 0.5 * codes.grad
+    means = lambda c: torch.stack([c[ids == k].mean(0) for k in range(4)])  # noqa: E731
+    assert float(means(moved).var(0).sum()) < float(means(codes.detach()).var(0).sum())

@@ -7,13 +7,14 @@ import torch
 from dvgan.config import ModelConfig
 from dvgan.model import Adversary, AutoEncoder, Decoder, Encoder, kl_to_standard_normal, reparameterize
 
-VARIANTS = [(trunk, size, ch) for trunk in ("conv5", "conv3") for size in (32, 64) for ch in (1, 3)]
+VARIANTS = [(trunk, size, ch, False) for trunk in ("conv5", "conv3") for size in (32, 64) for ch in (1, 3)]
+VARIANTS += [(trunk, 32, 3, True) for trunk in ("conv5", "conv3")]
 
 
-@pytest.mark.parametrize("trunk,size,channels", VARIANTS)
-def test_shapes_and_range(trunk, size, channels):
+@pytest.mark.parametrize("trunk,size,channels,coords", VARIANTS)
+def test_shapes_and_range(trunk, size, channels, coords):
     cfg = ModelConfig(image_size=size, channels=channels, s_dim=6, z_dim=5, trunk=trunk, width=8,
-                      adv_width=8, num_ids=4).validate()
+                      adv_width=8, num_ids=4, coords=coords).validate()
     enc, dec, adv = Encoder(cfg), Decoder(cfg), Adversary(cfg)
     x = torch.rand(3, channels, size, size) * 2 - 1
     s, mu, logvar = enc(x)
@@ -24,9 +25,9 @@ def test_shapes_and_range(trunk, size, channels):
     assert adv(img, torch.tensor([0, 1, 3])).shape == (3,)
 
 
-@pytest.mark.parametrize("trunk", ["conv5", "conv3"])
-def test_every_parameter_gets_a_gradient(trunk):
-    cfg = ModelConfig(channels=1, s_dim=4, z_dim=4, trunk=trunk, width=4, adv_width=4, num_ids=3)
+@pytest.mark.parametrize("trunk,coords", [("conv5", False), ("conv3", False), ("conv5", True)])
+def test_every_parameter_gets_a_gradient(trunk, coords):
+    cfg = ModelConfig(channels=1, s_dim=4, z_dim=4, trunk=trunk, width=4, adv_width=4, num_ids=3, coords=coords)
     ae, adv = AutoEncoder(cfg), Adversary(cfg)
     x = torch.rand(4, 1, 32, 32) * 2 - 1
     out = ae(x, x.flip(0), x.roll(1, 0), torch.randn(4, 4))
@@ -84,3 +85,13 @@ def test_model_module_imports_only_torch():
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ValueError):
         ModelConfig(**bad).validate()
+
+
+def test_coordinate_channels_tell_positions_apart():
+    """With coords, the first conv sees each pixel's place: a zero image gives a position-dependent map."""
+    from dvgan.model import AddCoords
+    grid = AddCoords(4)(torch.zeros(2, 1, 4, 4))
+    assert grid.shape == (2, 3, 4, 4)
+    assert torch.allclose(grid[0, 1, 0], torch.tensor([-0.75, -0.25, 0.25, 0.75]))  # x along a row
+    assert torch.allclose(grid[0, 2, :, 0], torch.tensor([-0.75, -0.25, 0.25, 0.75]))  # y down a column
+    assert "grid" not in AddCoords(4).state_dict()  # derived, not stored in checkpoints

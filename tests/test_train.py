@@ -206,11 +206,14 @@ def _same_weights(a, b):
             assert torch.equal(a[part_name][k], b[part_name][k]), (part_name, k)
 
 
-def test_killed_run_resumes_to_the_same_state(tmp_path, monkeypatch):
+@pytest.mark.parametrize("shift", [0, 2])
+def test_killed_run_resumes_to_the_same_state(tmp_path, monkeypatch, shift):
     """A run killed after step 5 and resumed ends where an uninterrupted one does (the default recipe:
-    cosine learning-rate decay and the latent critic's memory are part of the state)."""
+    cosine learning-rate decay and the latent critic's memory are part of the state; with shift, the
+    offsets come from the checkpointed sampler's generator)."""
     full, part = str(tmp_path / "full"), str(tmp_path / "part")
-    train(tiny_model_config(), tiny_train_config(steps=6), {"spec": "sprites:3"}, full, device="cpu", progress=False)
+    cfg = lambda: tiny_train_config(steps=6, shift=shift)  # noqa: E731
+    train(tiny_model_config(), cfg(), {"spec": "sprites:3"}, full, device="cpu", progress=False)
     real_step = Trainer.train_step
 
     def killed(self):
@@ -220,10 +223,10 @@ def test_killed_run_resumes_to_the_same_state(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Trainer, "train_step", killed)
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_model_config(), tiny_train_config(steps=6), {"spec": "sprites:3"}, part, device="cpu", progress=False)
+        train(tiny_model_config(), cfg(), {"spec": "sprites:3"}, part, device="cpu", progress=False)
     monkeypatch.setattr(Trainer, "train_step", real_step)
     assert load_checkpoint(part)["step"] == 4  # the last checkpoint (every 2 steps)
-    train(tiny_model_config(), tiny_train_config(steps=6), {}, part, device="cpu", resume=True, progress=False)
+    train(tiny_model_config(), cfg(), {}, part, device="cpu", resume=True, progress=False)
     a, b = load_checkpoint(full), load_checkpoint(part)
     assert a["step"] == 6 and int(a["latent_memory"]["seen"]) == 6 * 8
     _same_weights(a, b)
@@ -317,3 +320,34 @@ def test_sprites_config_spells_out_the_default_recipe():
         recipe = tomllib.load(f)
     assert to_dict(from_dict(TrainConfig, recipe["train"])) == to_dict(TrainConfig())
     assert to_dict(from_dict(ModelConfig, recipe["model"])) == to_dict(ModelConfig())
+
+
+def test_shift_moves_each_image_by_at_most_its_bound_and_repeats_the_edges(tmp_path):
+    t = Trainer(tiny_model_config(), tiny_train_config(shift=2), {"spec": "sprites:3"}, str(tmp_path), device="cpu")
+    x = torch.arange(64 * 3 * 32 * 32, dtype=torch.float32).view(64, 3, 32, 32)
+    y = t.shifted(x)
+    assert y.shape == x.shape
+    seen = set()
+    for a, b in zip(x, y):
+        # the centre of the shifted image is the original moved by one offset (dy, dx) within [-2, 2]
+        found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                 if torch.equal(b[:, 4:28, 4:28], a[:, 4 + dy:28 + dy, 4 + dx:28 + dx])]
+        assert len(found) == 1
+        dy, dx = found[0]
+        seen.add(found[0])
+        if dy > 0:  # rows moved up: the last rows repeat the original's last row
+            assert torch.equal(b[:, -1, 4:28], a[:, -1, 4 + dx:28 + dx])
+    assert len(seen) > 10                       # offsets drawn per image
+    assert torch.equal(Trainer(tiny_model_config(), tiny_train_config(), {"spec": "sprites:3"}, str(tmp_path),
+                               device="cpu").shifted(x), x)   # shift 0 leaves the images alone
+
+
+def test_between_identity_term_joins_the_generator_loss(tmp_path):
+    cfg = tiny_train_config(w_zbetween=1.0, w_gan=0.0, w_recon=0.0, w_swap_recon=0.0, w_kl=0.0, w_zadv=0.0,
+                            w_sinv=0.0)
+    t = Trainer(tiny_model_config(), cfg, {"spec": "sprites:3"}, str(tmp_path), device="cpu")
+    before = _snapshot(t.autoencoder.encoder)
+    terms = t.train_step()
+    assert 0.0 < terms["zbetween"] == terms["loss"]
+    moved = _moved(before, t.autoencoder.encoder)
+    assert {"to_z.weight", "to_z.bias"} & moved and not {"to_s.weight", "to_s.bias"} & moved

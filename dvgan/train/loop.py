@@ -109,8 +109,22 @@ class Trainer:
     # -- one iteration ------------------------------------------------------------------------
     def batch(self) -> Batch:
         i1, i1p, i2 = (i.to(self.device) for i in self.sampler.sample(self.train_cfg.batch_size))
-        return Batch(self.float_images(i1), self.float_images(i1p), self.float_images(i2),
-                     self.labels[i1], self.labels[i2])
+        x1, x1p, x2 = (self.shifted(self.float_images(i)) for i in (i1, i1p, i2))
+        return Batch(x1, x1p, x2, self.labels[i1], self.labels[i2])
+
+    def shifted(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, C, H, W) with each image moved by its own whole-pixel offset of at most train_cfg.shift in x
+        and y, the edge pixels repeated into the space it leaves; drawn with the sampler's generator,
+        so a resumed run draws the same offsets. x itself when shift is 0."""
+        k = self.train_cfg.shift
+        if k == 0:
+            return x
+        b, _, h, w = x.shape
+        dy, dx = (torch.randint(-k, k + 1, (2, b, 1), generator=self.sampler.generator)).to(x.device)
+        rows = (torch.arange(h, device=x.device) + dy).clamp(0, h - 1)              # (B, H)
+        cols = (torch.arange(w, device=x.device) + dx).clamp(0, w - 1)              # (B, W)
+        batch = torch.arange(b, device=x.device)[:, None, None]
+        return x[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
 
     def float_images(self, index) -> torch.Tensor:
         """Training images at index (a tensor or numpy array of positions) as floats in [-1, 1]."""

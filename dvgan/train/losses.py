@@ -13,3 +13,20 @@ def within_identity_spread(s_a: torch.Tensor, s_b: torch.Tensor, others: torch.T
     within = (s_a - s_b).pow(2).sum(1).mean()
     overall = 2.0 * (pool - pool.mean(0)).pow(2).sum(1).mean()
     return within / (overall + 1e-8)
+
+
+def between_identity_share(codes: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """The share of the codes' variance that lies between identities: sum_c n_c ||m_c - m||^2 over
+    sum_i ||c_i - m||^2, with m the mean of all codes (N, d) and m_c that of identity c (ids (N,)).
+    0 when every identity's codes have one mean; 1 when each identity's codes are one point. A 0-dim
+    tensor, unchanged by the codes' scale. Within one batch it cannot reach 0 for unrelated codes
+    (about (C - 1) / (N - 1) for C identities), but its gradient still moves the means together.
+    """
+    uniq, group = torch.unique(ids, return_inverse=True)
+    counts = torch.bincount(group, minlength=len(uniq)).to(codes.dtype)          # (C,)
+    sums = torch.zeros(len(uniq), codes.shape[1], dtype=codes.dtype, device=codes.device)
+    means = sums.index_add(0, group, codes) / counts[:, None]                   # (C, d)
+    centre = codes.mean(0)
+    between = (counts[:, None] * (means - centre).pow(2)).sum()
+    total = (codes - centre).pow(2).sum()
+    return between / (total + 1e-8)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model import kl_to_standard_normal
-from .losses import within_identity_spread
+from .losses import between_identity_share, within_identity_spread
 
 
 @dataclass
@@ -75,6 +75,10 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
     if cfg.w_sinv > 0:
         terms["sinv"] = within_identity_spread(out["s1"].float(), out["s1p"].float(), out["s2"].float())
         loss = loss + cfg.w_sinv * terms["sinv"]
+    if cfg.w_zbetween > 0:
+        terms["zbetween"] = between_identity_share(torch.cat([mu1, codes["mu1p"], codes["mu2"]]),
+                                                   torch.cat([batch.id1, batch.id1, batch.id2]))
+        loss = loss + cfg.w_zbetween * terms["zbetween"]
     if pair is not None and cfg.w_zpair > 0:
         # Leave the pair critic at chance: target 1/2 whether or not the pair shares an identity.
         logits = _pair_logits(pair, codes)
