@@ -22,10 +22,14 @@ log = logging.getLogger(__name__)
 # The sprites recipe is ModelConfig() / TrainConfig() as they are (configs/sprites.toml spells it out),
 # trained for twice the recipe's 2,000 steps by default: at 4,000 steps z holds far less of the
 # identity than at 2,000, and s and retrieval by s are better (benchmarks/RESULTS.md, "The demo's length").
+# The default run also has a training time budget (train_seconds) that keeps the whole demo within 10
+# minutes of a fresh install on a slower 2-core machine: there it trains fewer steps, and says so in the
+# report (benchmarks/RESULTS.md, "README commands"). The long run takes the time it needs.
 PRESETS = {
-    "smoke": {"steps": 200, "per_identity": 20, "eval_quick": True},
-    "default": {"steps": 2 * TrainConfig().steps, "per_identity": 100, "eval_quick": True},
-    "long": {"steps": 6 * TrainConfig().steps, "per_identity": 100, "eval_quick": False},  # the targets' run
+    "smoke": {"steps": 200, "per_identity": 20, "eval_quick": True, "train_seconds": None},
+    "default": {"steps": 2 * TrainConfig().steps, "per_identity": 100, "eval_quick": True, "train_seconds": 360},
+    "long": {"steps": 6 * TrainConfig().steps, "per_identity": 100, "eval_quick": False,  # the targets' run
+             "train_seconds": None},
 }
 STAGES = ("train", "export", "index", "query", "swap", "sample", "interpolate", "evaluate", "report")
 N_SWAP = 6      # identities in the swap grid
@@ -125,6 +129,23 @@ def _threads_for_free_cores() -> int | None:
     return free
 
 
+def _finished_plan(run_dir: str) -> int:
+    """The steps a finished run in run_dir was asked for (before any time budget cut them), else 0."""
+    import json
+
+    from .errors import DvganError
+    from .train.checkpoint import load_checkpoint
+    try:
+        state = load_checkpoint(os.path.join(run_dir, "checkpoint.pt"))
+        if state["step"] < state["train_config"]["steps"]:
+            return 0  # interrupted: train on
+        with open(os.path.join(run_dir, "config.json")) as f:
+            config = json.load(f)
+    except (DvganError, OSError, KeyError, ValueError):
+        return 0  # train() itself says what is wrong with the run
+    return int(config.get("time_budget", {}).get("planned_steps", state["step"]))
+
+
 def run_demo(out_dir: str | None = None, preset: str = "default", device: str = "auto",
              progress: bool = True, seed: int = 0) -> dict:
     """Run every stage into out_dir (default: $DVGAN_HOME or ./dvgan-out); returns the key numbers and paths.
@@ -162,15 +183,20 @@ def run_demo(out_dir: str | None = None, preset: str = "default", device: str = 
 
     stage("train")
     resume = os.path.exists(os.path.join(run_dir, "checkpoint.pt"))
+    steps = p["steps"]
+    if resume and _finished_plan(run_dir) >= steps:
+        steps = 0  # reuse the finished run as it is, budget-cut or not: train() keeps its step count
     import torch
     threads_before, threads = torch.get_num_threads(), _threads_for_free_cores()
     torch.set_num_threads(threads or threads_before)
     try:
-        summary = train(ModelConfig(), TrainConfig(steps=p["steps"], seed=seed), {"spec": spec, "seed": seed},
-                        run_dir, device=device, resume=resume, progress=progress)
+        summary = train(ModelConfig(), TrainConfig(steps=steps, seed=seed), {"spec": spec, "seed": seed},
+                        run_dir, device=device, resume=resume, progress=progress,
+                        time_budget=p["train_seconds"] if steps else None)
     finally:
         torch.set_num_threads(threads_before)
-    result["train"] = {"steps": summary["steps"], "resumed": resume}
+    result["train"] = {"steps": summary["steps"], "resumed": resume, "asked_steps": p["steps"],
+                       "time_budget": p["train_seconds"]}
     done("train")
 
     stage("export")
@@ -255,6 +281,15 @@ def key_numbers(report: dict) -> dict:
     return out
 
 
+def _cut_note(train: dict) -> str:
+    """What the report says when the time budget stopped training before the steps asked for."""
+    if train["steps"] >= train["asked_steps"]:
+        return ""
+    return (f" (of the {train['asked_steps']} asked: training stops after {train['time_budget']} s so the demo "
+            "stays within 10 minutes on a slow machine, and fewer steps mean blurrier swaps and more identity "
+            "in z; `dvgan demo --long` trains without a budget)")
+
+
 def write_demo_report(result: dict, out: str) -> str:
     from .train.checkpoint import atomic_write
     e = result["eval"]
@@ -264,7 +299,8 @@ def write_demo_report(result: dict, out: str) -> str:
     lines = [
         "# dvgan demo",
         "",
-        f"Procedural sprites, {result['train']['steps']} training steps; engine {result['backend']}.",
+        f"Procedural sprites, {result['train']['steps']} training steps{_cut_note(result['train'])}; "
+        f"engine {result['backend']}.",
         f"Total time {result['seconds']:.0f} s. Every image below comes from identities never seen in training.",
         "",
         f"## Key numbers ({'quick ' if e.get('quick') else ''}evaluation on unseen identities; full report: eval/report.md)",

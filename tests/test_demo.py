@@ -7,7 +7,8 @@ from dvgan import demo
 
 
 def test_demo_runs_every_stage_and_reports_its_times(tmp_path, monkeypatch):
-    monkeypatch.setitem(demo.PRESETS, "tiny", {"steps": 4, "per_identity": 3, "eval_quick": True})
+    monkeypatch.setitem(demo.PRESETS, "tiny", {"steps": 4, "per_identity": 3, "eval_quick": True,
+                                                 "train_seconds": 3600})
     result = demo.run_demo(str(tmp_path / "out"), preset="tiny", device="cpu", progress=False)
     assert list(result["timings"]) == list(demo.STAGES)
     for name in ("swap", "swap_truth", "sample", "interpolate"):
@@ -18,6 +19,7 @@ def test_demo_runs_every_stage_and_reports_its_times(tmp_path, monkeypatch):
     assert set(times) == set(demo.STAGES) - {"report"}
     assert all(float(v) <= result["seconds"] for v in times.values()), (times, result["seconds"])
     assert f"Total time {result['seconds']:.0f} s" in text
+    assert "Procedural sprites, 4 training steps; engine" in text  # the budget had room: no note about it
     e = result["eval"]
     assert {"sample_psnr", "sample_swap_psnr", "sample_other_identity_psnr"} <= set(e)  # the samples are scored
     assert f"| {e['sample_psnr']:.2f} dB | z ~ N(0, I) {e['sample_standard_normal_psnr']:.2f} dB; " \
@@ -79,3 +81,23 @@ def test_true_swaps_draw_each_column_identity_in_each_row_pose(tmp_path):
         assert np.array_equal(rows[i][i], ds.images[index[i]])  # the diagonal is the image itself
     # off the diagonal: another identity in row i's pose, unlike either source image
     assert not np.array_equal(rows[0][1], ds.images[index[0]]) and not np.array_equal(rows[0][1], ds.images[index[1]])
+
+
+def test_the_demo_reuses_a_finished_run_and_continues_an_interrupted_one(tmp_path):
+    from conftest import tiny_model_config, tiny_train_config
+    from dvgan.train.checkpoint import load_checkpoint, save_checkpoint
+    from dvgan.train.loop import PACE_AFTER_STEPS, train
+    cut, plain = str(tmp_path / "cut"), str(tmp_path / "plain")
+    assert demo._finished_plan(str(tmp_path / "none")) == 0
+    train(tiny_model_config(), tiny_train_config(steps=40, ckpt_every=100), {"spec": "sprites:3"}, cut,
+          device="cpu", progress=False, time_budget=1e-3)
+    assert demo._finished_plan(cut) == 40  # cut short by its budget: it stands for the 40 steps asked
+    train(tiny_model_config(), tiny_train_config(steps=4), {"spec": "sprites:3"}, plain, device="cpu", progress=False)
+    assert demo._finished_plan(plain) == 4
+    state = load_checkpoint(plain)
+    state["step"] = 2  # as a run killed half way leaves it
+    save_checkpoint(os.path.join(plain, "checkpoint.pt"), state)
+    assert demo._finished_plan(plain) == 0
+    note = demo._cut_note({"steps": PACE_AFTER_STEPS, "asked_steps": 40, "time_budget": 360})
+    assert note.startswith(" (of the 40 asked: training stops after 360 s")
+    assert demo._cut_note({"steps": 40, "asked_steps": 40, "time_budget": 360}) == ""

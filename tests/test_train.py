@@ -351,3 +351,36 @@ def test_between_identity_term_joins_the_generator_loss(tmp_path):
     assert 0.0 < terms["zbetween"] == terms["loss"]
     moved = _moved(before, t.autoencoder.encoder)
     assert {"to_z.weight", "to_z.bias"} & moved and not {"to_s.weight", "to_s.bias"} & moved
+
+
+def test_steps_that_fit_follow_the_pace_and_stay_within_the_plan():
+    from dvgan.train.loop import steps_that_fit
+    assert steps_that_fit(10, 10, 5.0, 3.0, 100) == 16     # 0.5 s a step, 3 s left: 6 more steps
+    assert steps_that_fit(10, 10, 5.0, 300.0, 100) == 100  # never past the steps asked for
+    assert steps_that_fit(10, 10, 5.0, 0.0, 100) == 10     # no time left: stop at this step
+    assert steps_that_fit(10, 10, 5.0, -2.0, 100) == 10
+    assert steps_that_fit(50, 10, 10.0, 4.0, 100) == 54    # resumed: the pace is this session's steps only
+
+
+def test_a_time_budget_stops_the_run_and_records_what_it_cut(tmp_path):
+    from dvgan.train.loop import PACE_AFTER_STEPS
+    out = str(tmp_path / "run")
+    cfg = tiny_train_config(steps=40, log_every=2, ckpt_every=100)
+    # a budget already spent when training starts: the first pace check stops the run
+    summary = train(tiny_model_config(), cfg, {"spec": "sprites:3"}, out, device="cpu", progress=False,
+                    time_budget=1e-3)
+    assert summary["steps"] == PACE_AFTER_STEPS and summary["planned_steps"] == 40
+    state = load_checkpoint(out)
+    assert state["step"] == PACE_AFTER_STEPS and state["train_config"]["steps"] == PACE_AFTER_STEPS
+    config = json.load(open(os.path.join(out, "config.json")))
+    assert config["train"]["steps"] == PACE_AFTER_STEPS
+    assert config["time_budget"] == {"seconds": 1e-3, "planned_steps": 40}
+    assert json.loads(open(os.path.join(out, "metrics.jsonl")).read().splitlines()[-1])["step"] == PACE_AFTER_STEPS
+
+    roomy = str(tmp_path / "roomy")  # a budget with room to spare changes nothing
+    summary = train(tiny_model_config(), tiny_train_config(steps=4), {"spec": "sprites:3"}, roomy, device="cpu",
+                    progress=False, time_budget=3600)
+    assert summary["steps"] == summary["planned_steps"] == 4
+    with pytest.raises(ValueError, match="time budget must be > 0"):
+        train(tiny_model_config(), tiny_train_config(), {"spec": "sprites:3"}, str(tmp_path / "x"), device="cpu",
+              progress=False, time_budget=-1)

@@ -34,6 +34,10 @@ def demo_cmd(out, preset, device, no_progress):
     e = res["eval"]
     fmt = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     click.echo(f"\ndemo finished in {res['seconds']:.0f} s; everything is in {res['out']}")
+    t = res["train"]
+    if t["steps"] < t["asked_steps"]:
+        click.echo(f"  trained {t['steps']} of {t['asked_steps']} steps: that is what fit in the {t['time_budget']} s "
+                   "training budget on this machine (dvgan demo --long trains without one)")
     click.echo(f"  identity probe error: s {fmt(e.get('s_test_error'))}, z {fmt(e.get('z_mu_test_error'))} "
                f"(chance {fmt(e.get('chance_error'))})")
     if e.get("analogy_psnr") is not None:

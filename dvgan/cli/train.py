@@ -19,6 +19,7 @@ Examples:
   dvgan-train --data mnist:data/mnist --config configs/mnist.toml --out runs/mnist
   dvgan-train --data photos/ --test-fraction 0.2 --image-size 64 --out runs/faces
   dvgan-train --out runs/sprites --resume            # continue a killed run
+  dvgan-train --data sprites --time-budget 1800 --out runs/half-hour   # as many steps as fit in 30 min
   torchrun --nproc_per_node=2 -m dvgan.cli.train --data sprites --out runs/ddp
 """
 
@@ -99,13 +100,17 @@ def build_configs(data_spec, config_file, overrides, options) -> tuple:
 @click.option("--test-fraction", type=float, help="Within-identity split: fraction of each identity's images held out.")
 @click.option("--seed", type=int, help="Seed for weights, sampling and the split.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="End training within this time: the step count (and the learning-rate schedule) is fitted "
+                   "to the measured pace.")
 @click.option("--set", "overrides", multiple=True, metavar="TABLE.FIELD=VALUE", help="Set any config field.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.version_option(__version__, prog_name="dvgan-train")
 @verbosity
 @friendly_errors
 def main(data_spec, out_dir, config_file, resume, steps, batch_size, lr, optimizer, w_gan, image_size,
-         channels, s_dim, z_dim, trunk, holdout_identities, test_fraction, seed, device, overrides, no_progress):
+         channels, s_dim, z_dim, trunk, holdout_identities, test_fraction, seed, device, time_budget,
+         overrides, no_progress):
     """Train the disentangling model (Mathieu et al., NIPS 2016) and write a self-describing run folder.
 
     RUN folder: checkpoint.pt, config.json, split.json, metrics.jsonl, samples/swap_*.png, curves.png.
@@ -123,8 +128,11 @@ def main(data_spec, out_dir, config_file, resume, steps, batch_size, lr, optimiz
             "data": {"holdout_identities": holdout_identities, "test_fraction": test_fraction, "seed": seed},
         }
         model, train_cfg, data = build_configs(data_spec, config_file, overrides, options)
-    summary = train(model, train_cfg, data, out_dir, device=device, resume=resume, progress=not no_progress)
+    summary = train(model, train_cfg, data, out_dir, device=device, resume=resume, progress=not no_progress,
+                    time_budget=time_budget)
     resumed = f" ({summary['steps_run']} in this session)" if summary["steps_run"] != summary["steps"] else ""
+    if summary["steps"] < summary["planned_steps"]:
+        resumed += f" of the {summary['planned_steps']} asked: the time budget ran out"
     click.echo(f"trained to step {summary['steps']}{resumed} in {summary['seconds']:.0f} s "
                f"({summary['images_per_s']:.0f} triplets/s); checkpoint: {summary['checkpoint']}")
 

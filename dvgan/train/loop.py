@@ -241,12 +241,18 @@ LEGACY_TRAIN_DEFAULTS = {"adv_prior_fake": False}
 
 
 def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_cfg: dict, out_dir: str,
-          device: str = "auto", resume: bool = False, progress: bool = True) -> dict:
+          device: str = "auto", resume: bool = False, progress: bool = True,
+          time_budget: float | None = None) -> dict:
     """Train a run into out_dir (checkpoint.pt, config.json, split.json, metrics.jsonl, samples/).
 
     With resume, the run's own checkpoint supplies the configs (train_cfg.steps may extend it).
-    Returns a summary dict (steps, seconds, images/s, last losses, checkpoint path).
+    With time_budget (seconds, counted from this call), the run stops at the step count that fits the
+    measured pace, and the learning-rate schedule ends there (steps_that_fit).
+    Returns a summary dict (steps, planned_steps, seconds, images/s, last losses, checkpoint path).
     """
+    deadline = time.perf_counter() + time_budget if time_budget else None
+    if time_budget is not None and time_budget <= 0:
+        raise UsageError(f"time budget must be > 0 seconds, got {time_budget}")
     device = _maybe_init_distributed(device)
     ckpt_path = os.path.join(out_dir, CHECKPOINT)
     state = None
@@ -270,21 +276,45 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_cfg: dict, out_di
         log.info("resumed %s at step %d", out_dir, trainer.step)
     main = trainer.rank == 0
     metrics_path = os.path.join(out_dir, "metrics.jsonl")
+    planned = trainer.train_cfg.steps
+
+    def write_config():
+        budget = {"time_budget": {"seconds": time_budget, "planned_steps": planned}} if time_budget else {}
+        write_json(os.path.join(out_dir, "config.json"), {
+            "model": to_dict(trainer.model_cfg), "train": to_dict(trainer.train_cfg), "data": data_cfg, **budget})
+
     if main:
         os.makedirs(os.path.join(out_dir, "samples"), exist_ok=True)
         write_json(os.path.join(out_dir, "split.json"), trainer.split)
-        write_json(os.path.join(out_dir, "config.json"), {
-            "model": to_dict(trainer.model_cfg), "train": to_dict(trainer.train_cfg), "data": data_cfg})
+        write_config()
         _truncate_metrics(metrics_path, trainer.step)
-    return _run(trainer, metrics_path, progress and main)
+    summary = _run(trainer, metrics_path, progress and main, deadline)
+    if main and trainer.train_cfg.steps != planned:
+        write_config()  # the step count the budget allowed
+        log.info("stopped at step %d of %d: that is what fit in the time budget of %.0f s",
+                    trainer.step, planned, time_budget)
+    return {**summary, "planned_steps": planned}
 
 
-def _run(trainer: Trainer, metrics_path: str, progress: bool) -> dict:
+# The pace is measured over the steps run so far; the first few include one-off start-up work.
+PACE_AFTER_STEPS = 10
+
+
+def steps_that_fit(step: int, steps_run: int, seconds_spent: float, seconds_left: float, planned: int) -> int:
+    """The step to end at so a run finishes by its deadline: the current step plus as many steps as the
+    time left holds at the pace so far, at most the planned count and never behind the current step."""
+    if seconds_left <= 0:
+        return step
+    pace = seconds_spent / max(steps_run, 1)  # seconds per step
+    return max(step, min(planned, step + int(seconds_left / pace)))
+
+
+def _run(trainer: Trainer, metrics_path: str, progress: bool, deadline: float | None = None) -> dict:
     from tqdm import tqdm
 
     cfg = trainer.train_cfg
     main = trainer.rank == 0
-    total = cfg.steps
+    total = planned = cfg.steps
     bar = tqdm(total=total, initial=trainer.step, disable=not progress, unit="step", dynamic_ncols=True)
     t_start = time.perf_counter()
     start_step = trainer.step
@@ -296,6 +326,17 @@ def _run(trainer: Trainer, metrics_path: str, progress: bool) -> dict:
             last = trainer.train_step()
             window_steps += 1
             step = trainer.step
+            if deadline is not None and step % cfg.log_every == 0 and step - start_step >= PACE_AFTER_STEPS:
+                now = time.perf_counter()
+                fit = steps_that_fit(step, step - start_step, now - t_start, deadline - now, planned)
+                if dist.is_available() and dist.is_initialized():  # every rank stops at rank 0's count
+                    fit_t = torch.tensor([fit], device=trainer.device)
+                    dist.broadcast(fit_t, 0)
+                    fit = int(fit_t.item())
+                if fit != total:
+                    total = cfg.steps = fit  # the learning-rate schedule (lr_factor) ends at the new count
+                    bar.total = total
+                    bar.refresh()
             if step % cfg.log_every == 0 or step == total:
                 now = time.perf_counter()
                 ips = window_steps * cfg.batch_size / max(now - window_t, 1e-9)
