@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import torch
@@ -106,6 +109,31 @@ def single_thread():
         torch.set_num_threads(before)
 
 
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on every platform
+        return os.cpu_count() or 1
+
+
+def run_jobs(jobs: list, workers: int | None = None) -> list:
+    """Run independent probe fits, jobs = [(function, args, kwargs)], in up to ``workers`` processes
+    (default: one per core) and return their results in the order given.
+
+    Each fit seeds itself and runs on one thread, so the results are the same as in one process; only
+    the wall time changes. Forked workers (where the system has fork) inherit the inputs' modules;
+    elsewhere, or with one worker or one job, the jobs run here one after another. Put the longest
+    jobs first: they start first.
+    """
+    workers = min(len(jobs), workers or _cores())
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return [fn(*args, **kwargs) for fn, args, kwargs in jobs]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                             initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        futures = [pool.submit(fn, *args, **kwargs) for fn, args, kwargs in jobs]
+        return [f.result() for f in futures]
+
+
 class MLPProbe:
     """A fitted probe: standardization, then Linear(d, 256) - ReLU - Linear(256, outputs)."""
 
@@ -158,9 +186,7 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, *, regress: bool = False, seed: int = 
     with single_thread(), torch.random.fork_rng():
         torch.manual_seed(seed)
         net = nn.Sequential(nn.Linear(x.shape[1], HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, n_out))
-        # foreach: one fused update for all four tensors, 2.3x faster per probe epoch on a 2-core CPU and
-        # the same weights to the bit as the per-tensor loop (measured on a 64-d, 51-class probe)
-        opt = torch.optim.Adam(net.parameters(), lr=1e-3, foreach=True)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
         loss_fn = nn.functional.mse_loss if regress else nn.functional.cross_entropy
         best, best_score, stale, epochs = copy.deepcopy(net.state_dict()), -np.inf, 0, 0
         for epochs in range(1, max_epochs + 1):

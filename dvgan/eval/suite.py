@@ -148,45 +148,61 @@ def _probe_sets(split: dict, labels: np.ndarray, sizes: dict, seed: int) -> dict
     return sets
 
 
-def _repeated(fit, seed: int, repeats: int) -> dict:
-    """Mean train and test error of fit(seed) over ``repeats`` seeds, with the test errors' spread."""
-    runs = [fit(seed + i) for i in range(repeats)]
+def _repeated(runs: list) -> dict:
+    """Mean train and test error of one probe's runs over its seeds, with the test errors' spread."""
     out = {k: float(np.mean([r[k] for r in runs])) for k in ("train_error", "test_error")}
     return {**out, "test_error_std": float(np.std([r["test_error"] for r in runs])),
-            "chance_error": runs[0]["chance_error"], "repeats": repeats, "epochs": [r["epochs"] for r in runs]}
+            "chance_error": runs[0]["chance_error"], "repeats": len(runs), "epochs": [r["epochs"] for r in runs]}
 
 
 def _identity_probes(feat: _Features, labels, sets: dict, sizes: dict, seed: int) -> dict:
-    out = {}
-    n = sizes["repeats"]
+    """Every protocol's identity probes (s, z_mu, z_sample, pixels, the image classifier), each over
+    sizes["repeats"] seeds, fitted side by side (probes.run_jobs)."""
+    t = time.perf_counter()
+    jobs, keys = [], []
     for protocol, (fit, held, pix_fit) in sets.items():
-        t = time.perf_counter()
-        res = {}
-        for name, rows in (("s", fit), ("z_mu", fit), ("z_sample", fit), ("pixels", pix_fit)):
+        # the pixel probe and the image classifier take longest: they go first
+        for name, rows in (("pixels", pix_fit), ("images", pix_fit), ("s", fit), ("z_mu", fit), ("z_sample", fit)):
             x_fit, x_eval = feat(name, rows), feat(name, held)
-            res[name] = _repeated(lambda sd: probes.classify(x_fit, labels[rows], x_eval, labels[held], seed=sd,
-                                                             max_epochs=sizes["max_epochs"]), seed, n)
-        x_fit, x_eval = feat("images", pix_fit), feat("images", held)
-        res["cnn"] = _repeated(lambda sd: probes.cnn_classify(x_fit, labels[pix_fit], x_eval, labels[held], seed=sd,
-                                                              epochs=sizes["cnn_epochs"]), seed, n)
+            for sd in range(seed, seed + sizes["repeats"]):
+                if name == "images":
+                    jobs.append((probes.cnn_classify, (x_fit, labels[rows], x_eval, labels[held]),
+                                 {"seed": sd, "epochs": sizes["cnn_epochs"]}))
+                else:
+                    jobs.append((probes.classify, (x_fit, labels[rows], x_eval, labels[held]),
+                                 {"seed": sd, "max_epochs": sizes["max_epochs"]}))
+                keys.append((protocol, "cnn" if name == "images" else name))
+    runs = {}
+    for key, res in zip(keys, probes.run_jobs(jobs)):
+        runs.setdefault(key, []).append(res)
+    out = {}
+    for protocol, (fit, held, pix_fit) in sets.items():
+        res = {name: _repeated(runs[(protocol, name)]) for name in ("s", "z_mu", "z_sample", "pixels", "cnn")}
         out[protocol] = {"n_fit": int(len(fit)), "n_fit_images": int(len(pix_fit)), "n_eval": int(len(held)),
                          "chance_error": probes.chance_error(labels[held]), "results": res}
-        log.info("identity probes (%s, %d fit / %d test) in %.1f s", protocol, len(fit), len(held),
-                 time.perf_counter() - t)
+    log.info("identity probes (%s) in %.1f s", "; ".join(
+        f"{p}, {len(f)} fit / {len(h)} test" for p, (f, h, _) in sets.items()), time.perf_counter() - t)
     return out
 
 
 def _sprite_probes(feat: _Features, data, fit, held, sizes: dict, seed: int) -> tuple:
-    """(attribute probes, factor regressions) on the headline protocol's items."""
-    attributes = {}
-    for a, name in enumerate(data.meta.get("attribute_names", sprites.ATTRIBUTES)):
+    """(attribute probes, factor regressions) on the headline protocol's items, fitted side by side."""
+    names = data.meta.get("attribute_names", sprites.ATTRIBUTES)
+    codes = ("s", "z_mu")
+    # One regressor per code with an output per factor (the longer jobs, first); R^2 reported per factor.
+    jobs = [(probes.regress, (feat(code, fit), data.factors[fit], feat(code, held), data.factors[held]),
+             {"seed": seed, "max_epochs": sizes["max_epochs"]}) for code in ("z_mu", "s")]
+    for a in range(len(names)):
         y = data.attributes[:, a]
-        attributes[name] = {"chance_error": probes.chance_error(y[held]), **{
-            code: probes.classify(feat(code, fit), y[fit], feat(code, held), y[held], seed=seed,
-                                  max_epochs=sizes["max_epochs"]) for code in ("s", "z_mu")}}
-    # One regressor per code with an output per factor; R^2 reported per factor.
-    fits = {code: probes.regress(feat(code, fit), data.factors[fit], feat(code, held), data.factors[held],
-                                 seed=seed, max_epochs=sizes["max_epochs"]) for code in ("z_mu", "s")}
+        jobs += [(probes.classify, (feat(code, fit), y[fit], feat(code, held), y[held]),
+                  {"seed": seed, "max_epochs": sizes["max_epochs"]}) for code in codes]
+    results = probes.run_jobs(jobs)
+    fits = dict(zip(("z_mu", "s"), results[:2]))
+    attributes = {}
+    for a, name in enumerate(names):
+        y = data.attributes[:, a]
+        attributes[name] = {"chance_error": probes.chance_error(y[held]),
+                            **dict(zip(codes, results[2 + 2 * a: 4 + 2 * a]))}
     factors = {name: {code: {"train_r2": r["train_r2"][f], "test_r2": r["test_r2"][f], "epochs": r["epochs"]}
                       for code, r in fits.items()}
                for f, name in enumerate(data.meta.get("factor_names", sprites.FACTORS))}
