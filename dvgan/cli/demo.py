@@ -8,9 +8,9 @@ from .common import friendly_errors, verbosity
 EXAMPLES = """
 \b
 Examples:
-  dvgan demo                 # about 7 minutes on 2 CPU cores; writes ./dvgan-out
+  dvgan demo                 # 6 to 9 minutes on 2 CPU cores (training stops after 6); writes ./dvgan-out
   dvgan demo --smoke         # 200 training steps: checks that every stage runs
-  dvgan demo --long -o out/  # 3x the training steps (about 20 minutes) and the full evaluation
+  dvgan demo --long -o out/  # 3x the training steps, no time budget, and the full evaluation
 \b
 Afterwards these work with no other flag (they read ./dvgan-out, or $DVGAN_HOME):
   dvgan query --by specified dvgan-out/query.png
