@@ -19,6 +19,7 @@ import contextlib
 import copy
 import multiprocessing
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -121,12 +122,12 @@ def run_jobs(jobs: list, workers: int | None = None) -> list:
     (default: one per core) and return their results in the order given.
 
     Each fit seeds itself and runs on one thread, so the results are the same as in one process; only
-    the wall time changes. Forked workers (where the system has fork) inherit the inputs' modules;
-    elsewhere, or with one worker or one job, the jobs run here one after another. Put the longest
-    jobs first: they start first.
+    the wall time changes. The workers are forked (Linux); elsewhere (macOS makes fork unsafe for
+    some libraries), or with one worker or one job, the jobs run here one after another. Put the
+    longest jobs first: they start first.
     """
     workers = min(len(jobs), workers or _cores())
-    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+    if workers <= 1 or not sys.platform.startswith("linux"):
         return [fn(*args, **kwargs) for fn, args, kwargs in jobs]
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                              initializer=torch.set_num_threads, initargs=(1,)) as pool:

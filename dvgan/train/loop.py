@@ -292,7 +292,7 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_cfg: dict, out_di
     if main and trainer.train_cfg.steps != planned:
         write_config()  # the step count the budget allowed
         log.info("stopped at step %d of %d: that is what fit in the time budget of %.0f s",
-                    trainer.step, planned, time_budget)
+                 trainer.step, planned, time_budget)
     return {**summary, "planned_steps": planned}
 
 
