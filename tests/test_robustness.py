@@ -300,6 +300,8 @@ CLI_CASES = [
             "no readable images", "dvgan-train"),
     CliCase("train: sprites with one image per identity", train(lambda c: "sprites:1"), 2,
             "at least 2 images per identity", "dvgan-train"),
+    CliCase("train: time budget not positive", lambda c: [*train(lambda c: "sprites:3")(c), "--time-budget", "0"],
+            2, "time budget must be > 0", "dvgan-train"),
     CliCase("train: --resume with no checkpoint", lambda c: [
         "--out", c.data.empty, "--resume", "--no-progress"], 2, "no such checkpoint", "dvgan-train"),
     # checkpoints

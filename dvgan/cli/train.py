@@ -100,7 +100,7 @@ def build_configs(data_spec, config_file, overrides, options) -> tuple:
 @click.option("--test-fraction", type=float, help="Within-identity split: fraction of each identity's images held out.")
 @click.option("--seed", type=int, help="Seed for weights, sampling and the split.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+@click.option("--time-budget", type=float, metavar="SECONDS",
               help="End training within this time: the step count (and the learning-rate schedule) is fitted "
                    "to the measured pace.")
 @click.option("--set", "overrides", multiple=True, metavar="TABLE.FIELD=VALUE", help="Set any config field.")
