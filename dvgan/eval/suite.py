@@ -189,20 +189,17 @@ def _sprite_probes(feat: _Features, data, fit, held, sizes: dict, seed: int) -> 
     """(attribute probes, factor regressions) on the headline protocol's items, fitted side by side."""
     names = data.meta.get("attribute_names", sprites.ATTRIBUTES)
     codes = ("s", "z_mu")
+    kw = {"seed": seed, "max_epochs": sizes["max_epochs"]}
     # One regressor per code with an output per factor (the longer jobs, first); R^2 reported per factor.
-    jobs = [(probes.regress, (feat(code, fit), data.factors[fit], feat(code, held), data.factors[held]),
-             {"seed": seed, "max_epochs": sizes["max_epochs"]}) for code in ("z_mu", "s")]
-    for a in range(len(names)):
-        y = data.attributes[:, a]
-        jobs += [(probes.classify, (feat(code, fit), y[fit], feat(code, held), y[held]),
-                  {"seed": seed, "max_epochs": sizes["max_epochs"]}) for code in codes]
-    results = probes.run_jobs(jobs)
-    fits = dict(zip(("z_mu", "s"), results[:2]))
-    attributes = {}
-    for a, name in enumerate(names):
-        y = data.attributes[:, a]
-        attributes[name] = {"chance_error": probes.chance_error(y[held]),
-                            **dict(zip(codes, results[2 + 2 * a: 4 + 2 * a]))}
+    regressed = ("z_mu", "s")  # the report's order
+    jobs = [(probes.regress, (feat(code, fit), data.factors[fit], feat(code, held), data.factors[held]), kw)
+            for code in regressed]
+    jobs += [(probes.classify, (feat(code, fit), y[fit], feat(code, held), y[held]), kw)
+             for y in data.attributes.T[:len(names)] for code in codes]
+    results = iter(probes.run_jobs(jobs))
+    fits = {code: next(results) for code in regressed}
+    attributes = {name: {"chance_error": probes.chance_error(data.attributes[held, a]),
+                         **{code: next(results) for code in codes}} for a, name in enumerate(names)}
     factors = {name: {code: {"train_r2": r["train_r2"][f], "test_r2": r["test_r2"][f], "epochs": r["epochs"]}
                       for code, r in fits.items()}
                for f, name in enumerate(data.meta.get("factor_names", sprites.FACTORS))}
