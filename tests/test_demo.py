@@ -8,7 +8,7 @@ from dvgan import demo
 
 def test_demo_runs_every_stage_and_reports_its_times(tmp_path, monkeypatch):
     monkeypatch.setitem(demo.PRESETS, "tiny", {"steps": 4, "per_identity": 3, "eval_quick": True,
-                                                 "train_seconds": 3600})
+                                                 "train_seconds": 3600, "z_dim": 32})
     result = demo.run_demo(str(tmp_path / "out"), preset="tiny", device="cpu", progress=False)
     assert list(result["timings"]) == list(demo.STAGES)
     for name in ("swap", "swap_truth", "sample", "interpolate"):
@@ -88,16 +88,16 @@ def test_the_demo_reuses_a_finished_run_and_continues_an_interrupted_one(tmp_pat
     from dvgan.train.checkpoint import load_checkpoint, save_checkpoint
     from dvgan.train.loop import PACE_AFTER_STEPS, train
     cut, plain = str(tmp_path / "cut"), str(tmp_path / "plain")
-    assert demo._finished_plan(str(tmp_path / "none")) == 0
+    assert demo._existing_run(str(tmp_path / "none")) == (0, None)
     train(tiny_model_config(), tiny_train_config(steps=40, ckpt_every=100), {"spec": "sprites:3"}, cut,
           device="cpu", progress=False, time_budget=1e-3)
-    assert demo._finished_plan(cut) == 40  # cut short by its budget: it stands for the 40 steps asked
+    assert demo._existing_run(cut) == (40, tiny_model_config().z_dim)  # cut short by its budget: it stands for the 40 steps asked
     train(tiny_model_config(), tiny_train_config(steps=4), {"spec": "sprites:3"}, plain, device="cpu", progress=False)
-    assert demo._finished_plan(plain) == 4
+    assert demo._existing_run(plain)[0] == 4
     state = load_checkpoint(plain)
     state["step"] = 2  # as a run killed half way leaves it
     save_checkpoint(os.path.join(plain, "checkpoint.pt"), state)
-    assert demo._finished_plan(plain) == 0
+    assert demo._existing_run(plain)[0] == 0
     note = demo._cut_note({"steps": PACE_AFTER_STEPS, "asked_steps": 40, "time_budget": 360})
     assert note.startswith(" (of the 40 asked: training stops after 360 s")
     assert demo._cut_note({"steps": 40, "asked_steps": 40, "time_budget": 360}) == ""

@@ -331,7 +331,18 @@ CLI_CASES = [
     CliCase("checkpoint: incompatible version on --resume", lambda c: [
         "--out", _run_with_checkpoint(c, lambda s: s.update(format_version=2)), "--resume", "--no-progress"],
         1, "format version 2", "dvgan-train"),
+    # the demo
+    CliCase("demo: output folder holding a run of another z size", lambda c: [
+        "demo", "-o", _demo_folder_with(c, c.run), "--no-progress"], 2, "holds a run with a 8-dim z"),
 ]
+
+
+def _demo_folder_with(c: Ctx, run: str) -> str:
+    """A demo output folder whose run/ is a copy of run (the tiny run: z 8, where the demo trains 32)."""
+    Ctx.n += 1
+    out = os.path.join(c.tmp, f"demo-{Ctx.n}")
+    shutil.copytree(run, os.path.join(out, "run"))
+    return out
 
 
 def _wrong_prior(bundle: str) -> None:
