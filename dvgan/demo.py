@@ -202,8 +202,8 @@ def run_demo(out_dir: str | None = None, preset: str = "default", device: str = 
     threads_before, threads = torch.get_num_threads(), _threads_for_free_cores()
     torch.set_num_threads(threads or threads_before)
     try:
-        summary = train(ModelConfig(z_dim=p["z_dim"]), TrainConfig(steps=steps, seed=seed), {"spec": spec, "seed": seed},
-                        run_dir, device=device, resume=resume, progress=progress,
+        summary = train(ModelConfig(z_dim=p["z_dim"]), TrainConfig(steps=steps, seed=seed),
+                        {"spec": spec, "seed": seed}, run_dir, device=device, resume=resume, progress=progress,
                         time_budget=p["train_seconds"] if steps else None)
     finally:
         torch.set_num_threads(threads_before)

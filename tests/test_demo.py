@@ -91,7 +91,8 @@ def test_the_demo_reuses_a_finished_run_and_continues_an_interrupted_one(tmp_pat
     assert demo._existing_run(str(tmp_path / "none")) == (0, None)
     train(tiny_model_config(), tiny_train_config(steps=40, ckpt_every=100), {"spec": "sprites:3"}, cut,
           device="cpu", progress=False, time_budget=1e-3)
-    assert demo._existing_run(cut) == (40, tiny_model_config().z_dim)  # cut short by its budget: it stands for the 40 steps asked
+    # cut short by its budget: it stands for the 40 steps asked
+    assert demo._existing_run(cut) == (40, tiny_model_config().z_dim)
     train(tiny_model_config(), tiny_train_config(steps=4), {"spec": "sprites:3"}, plain, device="cpu", progress=False)
     assert demo._existing_run(plain)[0] == 4
     state = load_checkpoint(plain)
