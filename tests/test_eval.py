@@ -13,7 +13,7 @@ from dvgan.cli.main import cli
 from dvgan.config import ModelConfig, TrainConfig
 from dvgan.data import sprites
 from dvgan.data.preprocess import float_to_uint8
-from dvgan.eval import analogies, figures, probes, retrieval
+from dvgan.eval import analogies, figures, judge, probes, retrieval
 from dvgan.model import Decoder, Encoder
 
 
@@ -250,6 +250,53 @@ def test_sprite_samples_draw_z_from_the_prior():
     assert shifted["standard_normal"] == unit["standard_normal"] and shifted["model"] != unit["model"]
 
 
+# -- judged drawings ----------------------------------------------------------------------------
+
+def quadrant_set(n=400, seed=3):
+    """Images whose label (0-3) is the bright quadrant, in noise: uint8 (N, 1, 16, 16)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, n)
+    img = np.full((n, 1, 16, 16), -1.0, np.float32)
+    for i, c in enumerate(y):
+        img[i, 0, (c // 2) * 8:(c // 2) * 8 + 8, (c % 2) * 8:(c % 2) * 8 + 8] = 1.0
+    img = np.clip(img + 0.3 * rng.standard_normal(img.shape), -1, 1).astype(np.float32)
+    return data_mod.ImageSet(float_to_uint8(img), y.astype(np.int64), [f"q:{i}" for i in range(n)],
+                             [str(c) for c in range(4)], spec="quadrants")
+
+
+def test_judged_drawings_name_copies_of_a_and_of_b():
+    d = quadrant_set()
+    split = data_mod.make_split(d, test_fraction=0.25, seed=0)
+    assert judge.applies(split, d.labels)
+    kw = dict(fit_images=1000, epochs=3, seed=0)
+    copy_a = judge.judged_drawings(lambda xa, xb: xa, lambda xa, z: xa, d, split, 2, 200, **kw)
+    assert copy_a["real"] > 0.9 and copy_a["n_pairs"] == 200
+    assert abs(copy_a["swap_follows_s"] - copy_a["real"]) < 0.1 and copy_a["swap_follows_z"] < 0.1
+    assert abs(copy_a["samples"] - copy_a["real"]) < 0.1 and "standard_normal" not in copy_a
+    copy_b = judge.judged_drawings(lambda xa, xb: xb, lambda xa, z: np.full_like(xa, -1.0), d, split, 2, 200, **kw)
+    assert copy_b["swap_follows_z"] > 0.9 and copy_b["swap_follows_s"] < 0.1
+    assert copy_b["samples"] < 0.5  # a blank image gets one label for every a
+    assert 0.2 < copy_b["chance"] < 0.35
+
+
+def test_judged_drawings_sample_z_from_the_prior():
+    """The sampler sees z from the prior (mean 9 here), and the N(0, I) draws beside them."""
+    d = quadrant_set(120)
+    split = data_mod.make_split(d, test_fraction=0.25, seed=0)
+    seen = []
+    def sample(xa, z):
+        seen.append(float(np.mean(z)))
+        return xa
+    out = judge.judged_drawings(lambda xa, xb: xa, sample, d, split, 3, 50, fit_images=100, epochs=1, seed=0,
+                                prior={"mean": np.full(3, 9.0), "scale": np.eye(3)})
+    assert "standard_normal" in out and abs(seen[0] - 9.0) < 1.0 and abs(seen[1]) < 1.0
+
+
+def test_judging_needs_test_identities_seen_in_training():
+    d = quadrant_set(80)
+    assert not judge.applies(data_mod.make_split(d, holdout_identities=0.5, seed=0), d.labels)
+
+
 # -- figures ------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -322,6 +369,10 @@ def test_cli_evaluates_two_runs_side_by_side(two_runs):
     assert "s test error %" in res.output and "lambda0" in res.output
     compare = (out / "compare.md").read_text()
     assert "full" in compare and "lambda0" in compare and "| lambda (w_gan) | 0.01 | 0.0 |" in compare
+    judged = strict_json(out / "lambda0" / "report.json")["judged"]  # a within-identity split: judged
+    assert judged["n_pairs"] == 500 and 0.0 <= judged["swap_follows_s"] <= 1.0 and "judged" not in strict_json(
+        out / "full" / "report.json")  # unseen test identities: no classifier can name them
+    assert "## Judged drawings" in (out / "lambda0" / "report.md").read_text()
     within = strict_json(out / "lambda0" / "report.json")["probes"]
     assert within["primary"] == "train-test" and list(within["protocols"]) == ["train-test", "test-split"]
     assert within["protocols"]["train-test"]["n_eval"] == 256 * 2  # every test image (2 per identity)

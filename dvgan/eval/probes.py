@@ -283,7 +283,24 @@ def cnn_classify(img_fit: np.ndarray, y_fit, img_eval: np.ndarray, y_eval, *, se
 
 def _cnn_classify(img_fit, y_fit, img_eval, y_eval, seed, epochs, batch_size) -> dict:
     y_fit, y_eval = np.asarray(y_fit), np.asarray(y_eval)
-    classes = np.unique(np.concatenate([y_fit, y_eval]))
+    net, classes = fit_cnn(img_fit, y_fit, seed=seed, epochs=epochs, batch_size=batch_size,
+                           classes=np.unique(np.concatenate([y_fit, y_eval])))
+    pred_fit = cnn_predict(net, classes, img_fit)
+    pred_eval = cnn_predict(net, classes, img_eval)
+    return {"train_error": float(np.mean(pred_fit != y_fit)), "test_error": float(np.mean(pred_eval != y_eval)),
+            "chance_error": chance_error(y_eval), "epochs": epochs}
+
+
+def fit_cnn(img_fit: np.ndarray, y_fit, *, seed: int = 0, epochs: int = 6, batch_size: int = 64,
+            classes=None) -> tuple:
+    """Train SmallCNN on float images (N, C, H, W) in [-1, 1] with labels y_fit; (net, classes).
+
+    Adam 1e-3 for ``epochs`` epochs; the epoch with the best accuracy on a stratified 10% validation
+    part of the images is kept. ``classes`` (sorted labels, default those of y_fit) are the outputs.
+    The caller chooses the thread count (``cnn_classify`` runs it on one).
+    """
+    y_fit = np.asarray(y_fit)
+    classes = np.unique(y_fit) if classes is None else np.asarray(classes)
     to_class = {c: i for i, c in enumerate(classes.tolist())}
     t_fit = torch.tensor([to_class[c] for c in y_fit.tolist()])
     gen = torch.Generator().manual_seed(seed)
@@ -313,10 +330,12 @@ def _cnn_classify(img_fit, y_fit, img_eval, y_eval, seed, epochs, batch_size) ->
         else:
             best = copy.deepcopy(net.state_dict())
     net.load_state_dict(best)
-    pred_fit = classes[_predict(net, x_fit).numpy()]
-    pred_eval = classes[_predict(net, torch.from_numpy(np.asarray(img_eval, np.float32))).numpy()]
-    return {"train_error": float(np.mean(pred_fit != y_fit)), "test_error": float(np.mean(pred_eval != y_eval)),
-            "chance_error": chance_error(y_eval), "epochs": epochs}
+    return net, classes
+
+
+def cnn_predict(net: nn.Module, classes: np.ndarray, images: np.ndarray) -> np.ndarray:
+    """The labels a fit_cnn network gives float images (N, C, H, W)."""
+    return classes[_predict(net, torch.from_numpy(np.asarray(images, np.float32))).numpy()]
 
 
 @torch.no_grad()

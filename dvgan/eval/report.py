@@ -112,6 +112,21 @@ def markdown(result: dict) -> str:
                  "real": "real", "other_identity": "other identity"}
         rows = [[name, _num(smp[k], 2)] for k, name in names.items() if k in smp]
         lines += _table(["", "nearest-render PSNR"], rows) + [""]
+    jd = result.get("judged")
+    if jd:
+        lines += ["## Judged drawings: whose identity a classifier sees", "",
+                  f"A CNN trained on {jd['n_fit']} real training images ({jd['epochs']} epochs) names the identity "
+                  f"of {jd['n_pairs']} swaps Dec(s_a, mu_b) (a, b test images of different identities) and of "
+                  "conditional samples Dec(s_a, z) with the same a's. Accuracy in %: a swap should show a's "
+                  "identity (follows s) and not b's (follows z); samples should score near the real images.", ""]
+        rows = [["real test images (the ceiling)", _pct(jd["real"])],
+                ["swap shows a's identity (follows s)", _pct(jd["swap_follows_s"])],
+                ["swap shows b's identity (follows z)", _pct(jd["swap_follows_z"])],
+                [f"samples, z from the sampling prior ({jd['prior']})", _pct(jd["samples"])]]
+        if "standard_normal" in jd:
+            rows.append(["samples, z ~ N(0, I)", _pct(jd["standard_normal"])])
+        rows.append(["chance (majority class)", _pct(jd["chance"])])
+        lines += _table(["drawing", "named as intended %"], rows) + [""]
     captions = {"swap": "Swap grid (Fig. 2a): top row gives s, left column gives z (mu); diagonal = reconstructions.",
                 "swap_truth": "What the swap grid should draw (sprites): the renderer's image of the top row's "
                               "identity in the left column's pose.",
@@ -167,6 +182,11 @@ def summary_rows(result: dict) -> list:
         else:
             rows.append(("samples PSNR (N(0, I) / swaps / real)",
                          f"{smp['model']:.2f} / {smp['swap']:.2f} / {smp['real']:.2f}"))
+    if result.get("judged"):
+        jd = result["judged"]
+        rows.append(("judged: swap follows s / z, samples, real %",
+                     f"{_pct(jd['swap_follows_s'])} / {_pct(jd['swap_follows_z'])} / {_pct(jd['samples'])} / "
+                     f"{_pct(jd['real'])}"))
     return rows
 
 
