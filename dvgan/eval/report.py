@@ -126,7 +126,7 @@ def markdown(result: dict) -> str:
         if "standard_normal" in jd:
             rows.append(["samples, z ~ N(0, I)", _pct(jd["standard_normal"])])
         rows.append(["chance (majority class)", _pct(jd["chance"])])
-        lines += _table(["drawing", "named as intended %"], rows) + [""]
+        lines += _table(["drawing", "%"], rows) + [""]
     captions = {"swap": "Swap grid (Fig. 2a): top row gives s, left column gives z (mu); diagonal = reconstructions.",
                 "swap_truth": "What the swap grid should draw (sprites): the renderer's image of the top row's "
                               "identity in the left column's pose.",
