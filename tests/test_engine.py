@@ -90,6 +90,11 @@ def test_batched_equals_one_at_a_time(bundle, images, backend):
     np.testing.assert_allclose(samples[1], eng.decode(s1, fitted), atol=1e-5)
     np.testing.assert_allclose(eng.sample(spec, 5, seed=3, prior="standard")[1], eng.decode(s1, eps), atol=1e-5)
     assert not np.allclose(samples, eng.sample(spec, 5, seed=4))
+    cold = eng.sample(spec, 5, seed=3, temperature=0.5)  # draws scaled about the prior's mean
+    np.testing.assert_allclose(cold[1], eng.decode(s1, eng.z_prior["mean"] + 0.5 * eps @ eng.z_prior["scale"].T),
+                               atol=1e-5)
+    frozen = eng.sample(spec, 5, seed=3, temperature=0)  # every draw is the mean
+    np.testing.assert_allclose(frozen[1], eng.decode(s1, np.repeat(eng.z_prior["mean"][None], 5, 0)), atol=1e-5)
 
 
 class _HostPath:
@@ -294,6 +299,7 @@ def test_cli_defaults_and_errors(bundle, image_files, tmp_path, monkeypatch):
     for args in (["swap", "-s", image_files[0], "-s", folder, "-u", image_files[1]],
                  ["sample", image_files[0], image_files[1], "-n", "3"],
                  ["sample", image_files[0], "-n", "2", "--prior", "standard"],
+                 ["sample", image_files[0], "-n", "2", "--temperature", "0.5"],
                  ["interpolate", image_files[0], image_files[1], "--steps", "3"]):
         out = tmp_path / (args[0] + ".png")
         res = r.invoke(cli, args + ["-o", str(out)])
@@ -304,7 +310,8 @@ def test_cli_defaults_and_errors(bundle, image_files, tmp_path, monkeypatch):
                              (["query", str(tmp_path / "missing.png")], 2, "no such file"),
                              (["swap", "-s", image_files[0], "-u", image_files[0], "--backend", "tensorrt"], 1, "tensorrt"),
                              (["query", image_files[0], "--index", str(tmp_path / "nowhere")], 2, "no such index"),
-                             (["sample", image_files[0], "--prior", "uniform"], 2, "prior must be one of")):
+                             (["sample", image_files[0], "--prior", "uniform"], 2, "prior must be one of"),
+                             (["sample", image_files[0], "--temperature", "-1"], 2, "temperature must be")):
         res = r.invoke(cli, args)
         assert res.exit_code == code, (args, res.output)
         assert text in res.output and "Traceback" not in res.output

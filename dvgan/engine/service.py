@@ -3,7 +3,7 @@
     GET  /health                                      -> {"bundle", "digest", "backend", "index_size"}
     POST /encode     {"images": [PNG/JPEG base64]}    -> {"s": [[...]], "mu": [[...]], "logvar": [[...]]}
     POST /swap       {"specified": [...], "unspecified": [...], "grid": false}  -> {"images": [PNG base64]}
-    POST /sample     {"specified": [...], "n": 4, "seed": 0, "prior": "auto"}   -> {"images": [[PNG base64]]}
+    POST /sample     {"specified": [...], "n": 4, "seed": 0, "prior": "auto", "temperature": 1.0}   -> {"images": [[PNG base64]]}
     POST /query      {"images": [...], "by": "specified", "k": 10}              -> {"results": [[hit...]]}
 
 Bodies over max_bytes get 413; bad requests get 400 with {"error": one line}. One thread per request
@@ -73,7 +73,8 @@ def handle(engine, index, route: str, body: dict) -> dict:
         n = _int(body, "n", 4, 1, MAX_OUTPUT_IMAGES)
         if len(spec) * n > MAX_OUTPUT_IMAGES:
             raise UsageError(f"a sample request may ask for at most {MAX_OUTPUT_IMAGES} images")
-        out = engine.sample(spec, n, seed=_int(body, "seed", 0, 0, 2**63 - 1), prior=str(body.get("prior", "auto")))
+        out = engine.sample(spec, n, seed=_int(body, "seed", 0, 0, 2**63 - 1), prior=str(body.get("prior", "auto")),
+                            temperature=body.get("temperature", 1.0))
         return {"images": [[_png(im) for im in row] for row in out]}
     if route == "/query":
         if index is None:
