@@ -271,6 +271,7 @@ def test_judged_drawings_name_copies_of_a_and_of_b():
     kw = dict(fit_images=1000, epochs=3, seed=0)
     copy_a = judge.judged_drawings(lambda xa, xb: xa, lambda xa, z: xa, d, split, 2, 200, **kw)
     assert copy_a["real"] > 0.9 and copy_a["n_pairs"] == 200
+    assert copy_a["n_fit"] == 300 and copy_a["epochs"] == 10  # fewer images than fit_images: more epochs
     assert abs(copy_a["swap_follows_s"] - copy_a["real"]) < 0.1 and copy_a["swap_follows_z"] < 0.1
     assert abs(copy_a["samples"] - copy_a["real"]) < 0.1 and "standard_normal" not in copy_a
     copy_b = judge.judged_drawings(lambda xa, xb: xb, lambda xa, z: np.full_like(xa, -1.0), d, split, 2, 200, **kw)
