@@ -74,9 +74,11 @@ def check_prior(prior, z_dim: int, where: str) -> str | None:
     return None
 
 
-def draw(prior, eps: np.ndarray) -> np.ndarray:
-    """z = mean + eps @ scale.T for standard-normal eps (N, z_dim); float32. prior None: eps itself."""
+def draw(prior, eps: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """z = mean + temperature * eps @ scale.T for standard-normal eps (N, z_dim); float32. prior None:
+    temperature * eps. A temperature below 1 keeps the draws nearer the mean (0: the mean itself)."""
+    eps = np.asarray(eps, np.float32) * np.float32(temperature)
     if prior is None:
-        return np.asarray(eps, np.float32)
+        return eps
     mean, scale = np.asarray(prior["mean"], np.float32), np.asarray(prior["scale"], np.float32)
-    return (mean + np.asarray(eps, np.float32) @ scale.T).astype(np.float32)
+    return (mean + eps @ scale.T).astype(np.float32)

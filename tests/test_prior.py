@@ -30,6 +30,8 @@ def test_gaussian_recovers_mean_and_covariance_and_draws_follow_it():
 def test_draw_without_a_prior_is_the_standard_normal_itself():
     eps = np.random.default_rng(1).standard_normal((3, 5))
     np.testing.assert_array_equal(prior.draw(None, eps), eps.astype(np.float32))
+    np.testing.assert_allclose(prior.draw(None, eps, 0.5), 0.5 * eps, rtol=1e-6)  # a temperature scales eps
+    np.testing.assert_array_equal(prior.draw({"mean": np.ones(5), "scale": np.eye(5)}, eps, 0.0), np.ones((3, 5)))
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -14,6 +14,7 @@ say how concurrent calls share the device. Random draws use a generator made fro
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import time
 from typing import NamedTuple
@@ -164,7 +165,7 @@ class Engine:
         prior as it is; below 1 fewer samples lose the identity and less varies: benchmarks/RESULTS.md,
         "MNIST: a lighter KL term", the judged samples; 0: the mean for every draw).
         """
-        if not (isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+        if not (isinstance(temperature, numbers.Real) and not isinstance(temperature, bool)
                 and np.isfinite(temperature) and temperature >= 0):
             raise UsageError(f"temperature must be a finite number >= 0, got {temperature!r}")
         if prior not in PRIORS:
@@ -179,8 +180,8 @@ class Engine:
         m = len(x_s)
         if not m:
             raise UsageError("sample needs at least one specified image")
-        eps = np.random.default_rng(seed).standard_normal((n, self.z_dim), dtype=np.float32) * np.float32(temperature)
-        z = draw(None if prior == "standard" else self.z_prior, eps)
+        eps = np.random.default_rng(seed).standard_normal((n, self.z_dim), dtype=np.float32)
+        z = draw(None if prior == "standard" else self.z_prior, eps, temperature)
         out = self._recombine(x_s, np.repeat(np.arange(m), n), np.tile(np.arange(n), m), z=z)
         return out.reshape(m, n, *out.shape[1:])
 

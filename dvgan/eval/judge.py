@@ -22,35 +22,44 @@ def applies(split: dict, labels) -> bool:
     return len(train) > 0 and bool(np.isin(np.unique(labels[test]), np.unique(labels[train])).all())
 
 
-def judged_drawings(swap, sample, data, split: dict, z_dim: int, n_pairs: int, *, fit_images: int,
-                    epochs: int, seed: int = 0, prior=None) -> dict:
-    """Identity accuracy of swaps and conditional samples as a CNN trained on real training images reads it.
+def fit_judge(data, split: dict, *, fit_images: int, epochs: int, seed: int = 0) -> dict:
+    """The CNN that judges: trained on up to fit_images real training images (stratified, seeded).
+
+    A smaller training set gets more epochs, as many image passes as fit_images would take: 6 epochs
+    of ORL's 320 faces left it naming 59% and 41% of the real test faces (benchmarks/RESULTS.md).
+    Returns {"net", "classes", "n_fit", "epochs"}.
+    """
+    fit = probes.subsample(np.asarray(split["train"], np.int64), data.labels, fit_images, seed)
+    epochs = max(int(epochs), int(np.ceil(epochs * fit_images / max(len(fit), 1))))
+    with probes.single_thread():
+        net, classes = probes.fit_cnn(data.float_images(fit), data.labels[fit], seed=seed, epochs=epochs)
+    return {"net": net, "classes": classes, "n_fit": int(len(fit)), "epochs": epochs}
+
+
+def judged_drawings(swap, sample, data, split: dict, z_dim: int, n_pairs: int, judge: dict, *, seed: int = 0,
+                    prior=None, temperature: float = 1.0) -> dict:
+    """Identity accuracy of swaps and conditional samples as the fit_judge CNN reads them.
 
     swap(x_a, x_b) -> Dec(s_a, mu_b) and sample(x_a, z) -> Dec(s_a, z) take and give float images.
     Fractions in [0, 1]: "real" (the CNN on the test images), "swap_follows_s" and "swap_follows_z"
-    (named as a's or as b's identity), "samples" (z from prior; N(0, I) when None) and, when a prior
-    is given, "standard_normal"; "chance" = majority-class frequency of the test images. The CNN trains
-    for ``epochs`` epochs on up to fit_images training images, more epochs when there are fewer images.
+    (named as a's or as b's identity), "samples" (z drawn from prior at temperature, prior.draw;
+    N(0, I) when None) and, when a prior is given, "standard_normal"; "chance" = majority-class
+    frequency of the test images; the judge's "n_fit" and "epochs".
     """
     labels = data.labels
-    train = np.asarray(split["train"], np.int64)
     test = np.asarray(split["test"], np.int64)
-    fit = probes.subsample(train, labels, fit_images, seed)
-    # A small training set gets more epochs, as many image passes as fit_images would take: 6 epochs of
-    # ORL's 320 faces left the judge naming 59% and 41% of the real test faces (benchmarks/RESULTS.md).
-    epochs = max(int(epochs), int(np.ceil(epochs * fit_images / max(len(fit), 1))))
+    name = lambda images: probes.cnn_predict(judge["net"], judge["classes"], images)  # noqa: E731
     with probes.single_thread():
-        net, classes = probes.fit_cnn(data.float_images(fit), labels[fit], seed=seed, epochs=epochs)
         ia, ib = analogies.pairs(labels[test], n_pairs, seed + 5)
         a, b = test[ia], test[ib]
         x_a, x_b = data.float_images(a), data.float_images(b)
         eps = np.random.default_rng(seed + 6).standard_normal((n_pairs, z_dim), dtype=np.float32)
-        drawn = {"swap": swap(x_a, x_b), "samples": sample(x_a, draw(prior, eps))}
+        drawn = {"swap": swap(x_a, x_b), "samples": sample(x_a, draw(prior, eps, temperature))}
         if prior is not None:
             drawn["standard_normal"] = sample(x_a, eps)
-        named = {k: probes.cnn_predict(net, classes, v) for k, v in drawn.items()}
-        real = probes.cnn_predict(net, classes, data.float_images(test))
-    result = {"n_pairs": int(n_pairs), "n_fit": int(len(fit)), "epochs": int(epochs),
+        named = {k: name(v) for k, v in drawn.items()}
+        real = name(data.float_images(test))
+    result = {"n_pairs": int(n_pairs), "n_fit": judge["n_fit"], "epochs": judge["epochs"],
               "real": float(np.mean(real == labels[test])),
               "chance": 1.0 - probes.chance_error(labels[test]),
               "swap_follows_s": float(np.mean(named["swap"] == labels[a])),

@@ -304,14 +304,14 @@ def evaluate(run_dir: str, out_dir: str | None = None, *, seed: int = 0, quick: 
     t = time.perf_counter()
     result["retrieval"] = _retrieval(feat, data, ret_items, K, seed)
     timings["retrieval"] = time.perf_counter() - t
+    swap = analogies.model_swap(run["encoder"], run["decoder"])
+    sample = analogies.model_sample(run["encoder"], run["decoder"])
     if data.spec.split(":", 1)[0] == "sprites" and data.factors is not None:
         t = time.perf_counter()
-        swap = analogies.model_swap(run["encoder"], run["decoder"])
         result["analogies"] = analogies.sprite_analogies(swap, data, split, cfg.image_size, cfg.channels,
                                                          sizes["pairs"], seed)
         timings["analogies"] = time.perf_counter() - t
         t = time.perf_counter()
-        sample = analogies.model_sample(run["encoder"], run["decoder"])
         result["samples"] = analogies.sprite_samples(sample, swap, data, split, cfg.image_size, cfg.channels,
                                                      cfg.z_dim, sizes["sample_ids"], seed=seed, prior=run["prior"])
         if result["samples"]:
@@ -319,11 +319,9 @@ def evaluate(run_dir: str, out_dir: str | None = None, *, seed: int = 0, quick: 
         timings["samples"] = time.perf_counter() - t
     if judge.applies(split, labels):
         t = time.perf_counter()
-        enc, dec = run["encoder"], run["decoder"]
-        result["judged"] = judge.judged_drawings(
-            analogies.model_swap(enc, dec), analogies.model_sample(enc, dec), data, split, cfg.z_dim,
-            sizes["judged"], fit_images=sizes["pixel_fit"], epochs=sizes["cnn_epochs"], seed=seed,
-            prior=run["prior"])
+        judge_net = judge.fit_judge(data, split, fit_images=sizes["pixel_fit"], epochs=sizes["cnn_epochs"], seed=seed)
+        result["judged"] = judge.judged_drawings(swap, sample, data, split, cfg.z_dim, sizes["judged"], judge_net,
+                                                 seed=seed, prior=run["prior"])
         result["judged"]["prior"] = run["prior_source"]
         timings["judged"] = time.perf_counter() - t
     t = time.perf_counter()
