@@ -110,6 +110,14 @@ def test_one_hot_codes_retrieve_perfectly():
     r = retrieval.identity_retrieval(np.eye(6)[y] + 1e-3 * np.random.default_rng(0).standard_normal((72, 6)), y, 10)
     assert r["precision_at_k"] == 1.0 and r["map"] == pytest.approx(1.0)
     assert r["chance_precision"] == pytest.approx(11 / 71)
+    assert r["best_precision"] == 1.0
+
+
+def test_best_precision_is_the_ceiling_of_small_identities():
+    y = balanced(20, 2)  # two items a label, as ORL's test split: one relevant item per query
+    r = retrieval.identity_retrieval(np.eye(20)[y], y, 10)
+    assert r["precision_at_k"] == pytest.approx(0.1) and r["best_precision"] == pytest.approx(0.1)
+    assert r["map"] == pytest.approx(1.0)
 
 
 def test_random_codes_retrieve_at_chance():

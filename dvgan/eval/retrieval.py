@@ -38,7 +38,9 @@ def identity_retrieval(codes, labels, k: int = 10) -> dict:
 
     Average precision of a query = mean over its relevant items of (relevant items ranked at or
     above it) / (its rank); queries with no other item of their label are left out of the mean.
-    Chance precision = probability that a random other item shares the query's label.
+    Chance precision = probability that a random other item shares the query's label; best
+    precision = the most precision@k can reach, min(k, other items of the label) / k averaged over the
+    queries (below 1 when labels have fewer than k + 1 items: ORL's 2 test faces a person give 0.1).
     """
     labels = np.asarray(labels)
     prec, aps = [], []
@@ -52,8 +54,10 @@ def identity_retrieval(codes, labels, k: int = 10) -> dict:
         aps.append(ap[n_rel > 0])
     _, counts = np.unique(labels, return_counts=True)
     n = len(labels)
+    best = np.sum(counts * np.minimum(k, counts - 1)) / (k * n)
     return {"precision_at_k": float(np.concatenate(prec).mean()), "map": float(np.concatenate(aps).mean()),
-            "chance_precision": float(np.sum(counts * (counts - 1)) / max(n * (n - 1), 1)), "k": k}
+            "chance_precision": float(np.sum(counts * (counts - 1)) / max(n * (n - 1), 1)),
+            "best_precision": float(best), "k": k}
 
 
 def normalize_factors(factors, ranges) -> np.ndarray:
