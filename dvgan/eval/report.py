@@ -158,15 +158,15 @@ def summary_rows(result: dict) -> list:
     """(name, value) rows of the headline numbers of one run, for tables across runs."""
     p = result["probes"]["protocols"][result["probes"]["primary"]]
     r = p["results"]
+    by_s = result["retrieval"]["s"]
     rows = [("lambda (w_gan)", str(result["run"].get("w_gan"))), ("step", str(result["run"]["step"])),
             ("probe protocol", result["probes"]["primary"]),
             ("s test error %", _pct(r["s"]["test_error"])), ("z (mu) test error %", _pct(r["z_mu"]["test_error"])),
             ("z (sample) test error %", _pct(r["z_sample"]["test_error"])),
             ("raw pixels test error %", _pct(r["pixels"]["test_error"])),
             ("CNN test error %", _pct(r["cnn"]["test_error"])), ("chance error %", _pct(p["chance_error"])),
-            ("precision@10 by s % (best possible)", f"{_pct(result['retrieval']['s']['precision_at_k'])} "
-                                                    f"({_pct(result['retrieval']['s'].get('best_precision'))})"),
-            ("mAP by s %", _pct(result["retrieval"]["s"]["map"])),
+            ("precision@10 by s % (best possible)", f"{_pct(by_s['precision_at_k'])} ({_pct(by_s.get('best_precision'))})"),
+            ("mAP by s %", _pct(by_s["map"])),
             ("precision@10 by z %", _pct(result["retrieval"]["z_mu"]["precision_at_k"]))]
     if "factors" in result["retrieval"]:
         rows.append(("z-neighbour factor distance ratio", _num(result["retrieval"]["factors"]["z_mu"]["ratio"])))
