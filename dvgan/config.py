@@ -25,6 +25,8 @@ class ModelConfig:
     adv_dropout: float = 0.5  # dropout before the adversary's output (the authors' code used 0.5)
     coords: bool = False      # CoordConv (Liu et al., NeurIPS 2018): pixel coordinates as two extra input
                               # channels of every encoder and decoder conv (not in the paper)
+    warp: bool = False        # the decoder draws a template from s alone and moves it by a similarity
+                              # transform (shift, scale, turn) read from z (not in the paper)
 
     def validate(self) -> "ModelConfig":
         if self.image_size % 8 or self.image_size < 8:

@@ -68,6 +68,7 @@ class Decoder(nn.Module):
     """(s (B, s_dim), z (B, z_dim)) -> image (B, C, H, W) in [-1, 1].
 
     s and z each go through a fully connected layer and are ADDED (not concatenated), as in the paper.
+    With cfg.warp, s alone draws a template and z only moves it (shift, scale, turn).
     """
 
     def __init__(self, cfg):
@@ -76,7 +77,7 @@ class Decoder(nn.Module):
         self.base_ch = 4 * cfg.width
         feat = self.base_ch * self.base ** 2
         self.from_s = nn.Linear(cfg.s_dim, feat)
-        self.from_z = nn.Linear(cfg.z_dim, feat)
+        self.from_z = None if cfg.warp else nn.Linear(cfg.z_dim, feat)  # with warp, z only moves the template
         self.bn0 = nn.BatchNorm2d(self.base_ch)
         stages = _stages(cfg.trunk, cfg.width)
         layers, size, extra = [], self.base, 2 if cfg.coords else 0
@@ -90,11 +91,32 @@ class Decoder(nn.Module):
                                              output_padding=stride - 1, bias=last))
             layers += [nn.Tanh()] if last else [nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)]
         self.net = nn.Sequential(*layers)
+        self.warp = cfg.warp
+        if cfg.warp:  # z -> (x shift, y shift, log scale, turn), starting at the identity transform
+            self.to_pose = nn.Linear(cfg.z_dim, 4)
+            nn.init.zeros_(self.to_pose.weight)
+            nn.init.zeros_(self.to_pose.bias)
+            ramp = (torch.arange(cfg.image_size, dtype=torch.float32) + 0.5) / cfg.image_size * 2.0 - 1.0
+            grid = torch.stack([ramp.expand(cfg.image_size, -1), ramp[:, None].expand(-1, cfg.image_size)], -1)
+            self.register_buffer("grid", grid.reshape(1, -1, 2), persistent=False)  # (1, H*W, 2): x, y
 
     def forward(self, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        h = self.from_s(s) + self.from_z(z)                        # (B, 4w * b * b)
+        h = self.from_s(s) if self.warp else self.from_s(s) + self.from_z(z)  # (B, 4w * b * b)
         h = h.view(-1, self.base_ch, self.base, self.base)         # (B, 4w, b, b)
-        return self.net(torch.relu(self.bn0(h)))                   # (B, C, H, W)
+        out = self.net(torch.relu(self.bn0(h)))                    # (B, C, H, W)
+        return self._move(out, z) if self.warp else out
+
+    def _move(self, template: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Each output pixel p samples the template at R(-turn) (p - shift) / scale; outside it, black."""
+        shift, log_scale, turn = self.to_pose(z).float().split([2, 1, 1], dim=1)
+        cos, sin = torch.cos(turn), torch.sin(turn)
+        inv = torch.exp(-log_scale)
+        rot = torch.stack([torch.cat([cos, sin], 1), torch.cat([-sin, cos], 1)], 1) * inv[:, :, None]  # (B, 2, 2)
+        src = torch.matmul(self.grid - shift[:, None, :], rot.transpose(1, 2))  # (B, H*W, 2)
+        size = template.shape[-1]
+        lit = torch.nn.functional.grid_sample((template.float() + 1.0), src.view(-1, size, size, 2),
+                                              mode="bilinear", padding_mode="zeros", align_corners=False)
+        return (lit - 1.0).to(template.dtype)
 
 
 class Adversary(nn.Module):

@@ -337,3 +337,23 @@ def test_tensorrt_plans(tmp_path, checkpoint, precision):
     assert side["precision"] == precision and side["profile"]["image"]["max"][0] == 64
     assert os.path.getsize(cache) > 0
     assert m["verification"]["tensorrt"]["precision"] == precision
+
+
+def test_warp_decoder_exports_and_verifies(tmp_path):
+    """The warping decoder (grid sampling) exports too, and its graphs match PyTorch."""
+    ckpt = make_checkpoint(tmp_path / "c.pt", seed=2, warp=True)
+    state = torch.load(ckpt, weights_only=False)
+    torch.manual_seed(3)
+    state["decoder"]["to_pose.weight"] = torch.randn_like(state["decoder"]["to_pose.weight"]) * 0.3
+    torch.save(state, ckpt)
+    out = export_bundle(ckpt, str(tmp_path / "b"), fp16=True, max_batch=64)
+    m = load_manifest(out)
+    assert m["model_config"]["warp"] is True
+    assert max(m["verification"]["fp32"]["decoder"].values()) <= 1e-4
+    dec = build_models(load_checkpoint(ckpt))[2]
+    rng = np.random.default_rng(0)
+    s, z = rng.standard_normal((5, 8)).astype(np.float32), rng.standard_normal((5, 6)).astype(np.float32)
+    got = session(os.path.join(out, "decoder.onnx")).run(None, {"s": s, "z": z})[0]
+    with torch.no_grad():
+        want = dec.eval()(torch.from_numpy(s), torch.from_numpy(z)).numpy()
+    assert np.abs(got - want).max() < 1e-4

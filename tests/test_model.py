@@ -95,3 +95,34 @@ def test_coordinate_channels_tell_positions_apart():
     assert torch.allclose(grid[0, 1, 0], torch.tensor([-0.75, -0.25, 0.25, 0.75]))  # x along a row
     assert torch.allclose(grid[0, 2, :, 0], torch.tensor([-0.75, -0.25, 0.25, 0.75]))  # y down a column
     assert "grid" not in AddCoords(4).state_dict()  # derived, not stored in checkpoints
+
+
+def test_warp_decoder_moves_a_template_drawn_from_s():
+    """With warp, z changes only where the template lands: at the start (a zero pose head) the output is
+    the template itself, and a shift of 0.5 (a quarter of the width) moves it by 8 of 32 pixels."""
+    cfg = ModelConfig(channels=3, s_dim=4, z_dim=6, width=4, warp=True)
+    dec = Decoder(cfg).eval()
+    assert dec.from_z is None
+    s, z = torch.randn(2, 4), torch.randn(2, 6)
+    with torch.no_grad():
+        template = dec.net(torch.relu(dec.bn0(dec.from_s(s).view(-1, dec.base_ch, dec.base, dec.base))))
+        assert torch.allclose(dec(s, z), template, atol=1e-6)
+        dec.to_pose.bias.copy_(torch.tensor([0.5, 0.0, 0.0, 0.0]))
+        moved = dec(s, z)
+        assert torch.allclose(moved[..., 8:], template[..., :-8], atol=1e-6)
+        assert torch.allclose(moved[..., :8], torch.full_like(moved[..., :8], -1.0))  # black where nothing lands
+        dec.to_pose.bias.copy_(torch.tensor([0.0, 0.0, 0.0, torch.pi]))  # a half turn about the centre
+        assert torch.allclose(dec(s, z), template.flip(-1, -2), atol=1e-5)
+        dec.to_pose.weight.normal_()
+        assert not torch.allclose(dec(s, z), dec(s, z.flip(0)))  # now z moves it
+
+
+def test_warp_model_gets_every_gradient():
+    cfg = ModelConfig(channels=1, s_dim=4, z_dim=4, width=4, adv_width=4, num_ids=3, warp=True)
+    ae = AutoEncoder(cfg)
+    torch.nn.init.normal_(ae.decoder.to_pose.weight, std=0.1)
+    x = torch.rand(4, 1, 32, 32) * 2 - 1
+    out = ae(x, x.flip(0), x.roll(1, 0), torch.randn(4, 4))
+    sum(v.float().pow(2).mean() for v in out.values() if v is not None).backward()
+    for name, p in ae.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
