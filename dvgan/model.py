@@ -19,14 +19,18 @@ def _stages(trunk: str, width: int):
     return [(None if i == 0 else chans[i - 1], c, 3, 2 if i % 2 else 1) for i, c in enumerate(chans)]
 
 
+def pixel_centres(size: int) -> torch.Tensor:
+    """(2, H, W): the x and y of each pixel centre of a size x size image, in [-1, 1]."""
+    ramp = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2.0 - 1.0
+    return torch.stack([ramp.expand(size, size), ramp[:, None].expand(size, size)])
+
+
 class AddCoords(nn.Module):
     """(B, C, H, W) -> (B, C + 2, H, W): appends the x and y of each pixel centre, in [-1, 1]."""
 
     def __init__(self, size: int):
         super().__init__()
-        ramp = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2.0 - 1.0
-        grid = torch.stack([ramp.expand(size, size), ramp[:, None].expand(size, size)])  # (2, H, W): x, y
-        self.register_buffer("grid", grid[None], persistent=False)
+        self.register_buffer("grid", pixel_centres(size)[None], persistent=False)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return torch.cat([h, self.grid.to(h.dtype).expand(h.shape[0], -1, -1, -1)], dim=1)
@@ -96,9 +100,8 @@ class Decoder(nn.Module):
             self.to_pose = nn.Linear(cfg.z_dim, 4)
             nn.init.zeros_(self.to_pose.weight)
             nn.init.zeros_(self.to_pose.bias)
-            ramp = (torch.arange(cfg.image_size, dtype=torch.float32) + 0.5) / cfg.image_size * 2.0 - 1.0
-            grid = torch.stack([ramp.expand(cfg.image_size, -1), ramp[:, None].expand(-1, cfg.image_size)], -1)
-            self.register_buffer("grid", grid.reshape(1, -1, 2), persistent=False)  # (1, H*W, 2): x, y
+            grid = pixel_centres(cfg.image_size).flatten(1).T[None]  # (1, H*W, 2): x, y
+            self.register_buffer("grid", grid.contiguous(), persistent=False)
 
     def forward(self, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         h = self.from_s(s) if self.warp else self.from_s(s) + self.from_z(z)  # (B, 4w * b * b)
