@@ -13,29 +13,28 @@ import time
 
 import numpy as np
 
-from .config import ModelConfig, TrainConfig
+from .config import ModelConfig, TrainConfig, to_dict
 from .data.preprocess import image_to_uint8, open_image
 from .engine import defaults
 from .errors import UsageError
 
 log = logging.getLogger(__name__)
 
-# The sprites recipe is ModelConfig() / TrainConfig() as they are (configs/sprites.toml spells it out),
-# trained for twice the recipe's 2,000 steps by default: at 4,000 steps z holds far less of the
-# identity than at 2,000, and s and retrieval by s are better (benchmarks/RESULTS.md, "The demo's length").
-# The default run also has a training time budget (train_seconds) that keeps the whole demo within 10
-# minutes of a fresh install on a slower 2-core machine: there it trains fewer steps, and says so in the
-# report (benchmarks/RESULTS.md, "README commands"). Those shorter runs are why the default and smoke
-# runs use a 32-dim z (z_dim): after about 1,800 steps the recipe's 128-dim z still names unseen
-# identities (30% probe error, chance 98%), a 32-dim one does not (94-97%), with the same analogies
-# (benchmarks/RESULTS.md, "z for the demo's time budget"). The long run is the recipe as it is and takes
-# the time it needs.
+# The demo trains the warping-decoder recipe (configs/sprites-warp.toml): s alone draws a template of
+# the identity and z only moves it (shift, scale, turn), the way the renderer makes the pose. With the
+# plain decoder the swap grid took the turn from s, so "A in the pose of B" held for size and position
+# only; with warp z carries the whole pose, and at 4,000 steps all four sprites targets of `dvgan eval`
+# hold on three seeds (benchmarks/RESULTS.md, "The warping decoder").
+# The default run has a training time budget (train_seconds) that keeps the whole demo within 10 minutes
+# of a fresh install on a 2-core machine: a slow one trains fewer steps, and the report says so
+# (benchmarks/RESULTS.md, "README commands"). The long run is the recipe as it is, with the full
+# evaluation, and takes the time it needs.
+RECIPE = {"model": {"z_dim": 32, "warp": True}, "train": {"steps": 4000, "w_zadv": 0.01}}
 PRESETS = {
-    "smoke": {"steps": 200, "per_identity": 20, "eval_quick": True, "train_seconds": None, "z_dim": 32},
-    "default": {"steps": 2 * TrainConfig().steps, "per_identity": 100, "eval_quick": True, "train_seconds": 360,
-                "z_dim": 32},
-    "long": {"steps": 6 * TrainConfig().steps, "per_identity": 100, "eval_quick": False,  # the targets' run
-             "train_seconds": None, "z_dim": ModelConfig().z_dim},
+    "smoke": {"steps": 200, "per_identity": 20, "eval_quick": True, "train_seconds": None},
+    "default": {"steps": RECIPE["train"]["steps"], "per_identity": 100, "eval_quick": True, "train_seconds": 360},
+    "long": {"steps": RECIPE["train"]["steps"], "per_identity": 100, "eval_quick": False,  # the targets' run
+             "train_seconds": None},
 }
 STAGES = ("train", "export", "index", "query", "swap", "sample", "interpolate", "evaluate", "report")
 N_SWAP = 6      # identities in the swap grid
@@ -137,21 +136,29 @@ def _threads_for_free_cores() -> int | None:
 
 def _existing_run(run_dir: str) -> tuple:
     """(the steps a finished run in run_dir was asked for, before any time budget cut them, else 0;
-    its z size, None where the checkpoint cannot be read)."""
+    its model config as a dict, None where the checkpoint cannot be read)."""
     import json
 
     from .errors import DvganError
     from .train.checkpoint import load_checkpoint
     try:
         state = load_checkpoint(os.path.join(run_dir, "checkpoint.pt"))
-        z_dim = int(state["model_config"]["z_dim"])
+        model = dict(state["model_config"])
         if state["step"] < state["train_config"]["steps"]:
-            return 0, z_dim  # interrupted: train on
+            return 0, model  # interrupted: train on
         with open(os.path.join(run_dir, "config.json")) as f:
             config = json.load(f)
-    except (DvganError, OSError, KeyError, ValueError):
+    except (DvganError, OSError, KeyError, ValueError, TypeError):
         return 0, None  # train() itself says what is wrong with the run
-    return int(config.get("time_budget", {}).get("planned_steps", state["step"])), z_dim
+    return int(config.get("time_budget", {}).get("planned_steps", state["step"])), model
+
+
+def _model_differences(found: dict, wanted) -> list:
+    """[(field, found, wanted)] where a run's model config differs from the ModelConfig wanted, leaving
+    out num_ids, which training sets from the data."""
+    from .config import from_dict
+    found = to_dict(from_dict(ModelConfig, found, strict=False))  # fields it lacks take their defaults
+    return [(k, found[k], v) for k, v in to_dict(wanted).items() if k != "num_ids" and found[k] != v]
 
 
 def run_demo(out_dir: str | None = None, preset: str = "default", device: str = "auto",
@@ -174,10 +181,14 @@ def run_demo(out_dir: str | None = None, preset: str = "default", device: str = 
     out = os.path.abspath(out_dir or defaults.home())
     run_dir, bundle_dir, index_dir = (os.path.join(out, x) for x in ("run", "bundle", "index"))
     resume = os.path.exists(os.path.join(run_dir, "checkpoint.pt"))
-    planned, z_dim = _existing_run(run_dir) if resume else (0, None)
-    if z_dim is not None and z_dim != p["z_dim"]:
-        raise UsageError(f"{run_dir} holds a run with a {z_dim}-dim z, and this demo trains a {p['z_dim']}-dim "
-                         f"one: choose another folder with -o")
+    model_cfg = ModelConfig(**RECIPE["model"])
+    planned, found = _existing_run(run_dir) if resume else (0, None)
+    differences = _model_differences(found, model_cfg) if found is not None else []
+    if differences:
+        has = ", ".join(f"{k} {a}" for k, a, _ in differences)
+        trains = ", ".join(f"{k} {b}" for k, _, b in differences)
+        raise UsageError(f"{run_dir} holds a run of another model ({has}; this demo trains {trains}): "
+                         "choose another folder with -o")
     figs = os.path.join(out, "figures")
     os.makedirs(figs, exist_ok=True)
     spec = f"sprites:{p['per_identity']}"
@@ -202,7 +213,7 @@ def run_demo(out_dir: str | None = None, preset: str = "default", device: str = 
     threads_before, threads = torch.get_num_threads(), _threads_for_free_cores()
     torch.set_num_threads(threads or threads_before)
     try:
-        summary = train(ModelConfig(z_dim=p["z_dim"]), TrainConfig(steps=steps, seed=seed),
+        summary = train(model_cfg, TrainConfig(**{**RECIPE["train"], "steps": steps, "seed": seed}),
                         {"spec": spec, "seed": seed}, run_dir, device=device, resume=resume, progress=progress,
                         time_budget=p["train_seconds"] if steps else None)
     finally:

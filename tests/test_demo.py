@@ -8,7 +8,7 @@ from dvgan import demo
 
 def test_demo_runs_every_stage_and_reports_its_times(tmp_path, monkeypatch):
     monkeypatch.setitem(demo.PRESETS, "tiny", {"steps": 4, "per_identity": 3, "eval_quick": True,
-                                                 "train_seconds": 3600, "z_dim": 32})
+                                                 "train_seconds": 3600})
     result = demo.run_demo(str(tmp_path / "out"), preset="tiny", device="cpu", progress=False)
     assert list(result["timings"]) == list(demo.STAGES)
     for name in ("swap", "swap_truth", "sample", "interpolate"):
@@ -92,7 +92,8 @@ def test_the_demo_reuses_a_finished_run_and_continues_an_interrupted_one(tmp_pat
     train(tiny_model_config(), tiny_train_config(steps=40, ckpt_every=100), {"spec": "sprites:3"}, cut,
           device="cpu", progress=False, time_budget=1e-3)
     # cut short by its budget: it stands for the 40 steps asked
-    assert demo._existing_run(cut) == (40, tiny_model_config().z_dim)
+    planned, model = demo._existing_run(cut)
+    assert planned == 40 and demo._model_differences(model, tiny_model_config()) == []
     train(tiny_model_config(), tiny_train_config(steps=4), {"spec": "sprites:3"}, plain, device="cpu", progress=False)
     assert demo._existing_run(plain)[0] == 4
     state = load_checkpoint(plain)
@@ -102,3 +103,24 @@ def test_the_demo_reuses_a_finished_run_and_continues_an_interrupted_one(tmp_pat
     note = demo._cut_note({"steps": PACE_AFTER_STEPS, "asked_steps": 40, "time_budget": 360})
     assert note.startswith(" (of the 40 asked: training stops after 360 s")
     assert demo._cut_note({"steps": 40, "asked_steps": 40, "time_budget": 360}) == ""
+
+
+def test_the_demo_trains_the_committed_warp_recipe():
+    """demo.RECIPE is configs/sprites-warp.toml (the recipe behind the sprites targets): keep the two in step."""
+    import tomllib
+
+    from dvgan.config import ModelConfig, TrainConfig, from_dict, to_dict
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "configs", "sprites-warp.toml"), "rb") as f:
+        recipe = tomllib.load(f)
+    assert to_dict(from_dict(ModelConfig, recipe["model"])) == to_dict(ModelConfig(**demo.RECIPE["model"]))
+    assert to_dict(from_dict(TrainConfig, recipe["train"])) == to_dict(TrainConfig(**demo.RECIPE["train"]))
+    assert demo.PRESETS["long"]["steps"] == recipe["train"]["steps"] and not demo.PRESETS["long"]["eval_quick"]
+
+
+def test_the_demo_names_what_differs_in_a_run_of_another_model():
+    from dvgan.config import ModelConfig, to_dict
+    wanted = ModelConfig(**demo.RECIPE["model"])
+    assert demo._model_differences({**to_dict(wanted), "num_ids": 205}, wanted) == []  # set by the data
+    old = {k: v for k, v in to_dict(ModelConfig(z_dim=128)).items() if k != "warp"}  # saved before warp existed
+    assert demo._model_differences(old, wanted) == [("z_dim", 128, 32), ("warp", False, True)]

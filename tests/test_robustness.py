@@ -332,8 +332,8 @@ CLI_CASES = [
         "--out", _run_with_checkpoint(c, lambda s: s.update(format_version=2)), "--resume", "--no-progress"],
         1, "format version 2", "dvgan-train"),
     # the demo
-    CliCase("demo: output folder holding a run of another z size", lambda c: [
-        "demo", "-o", _demo_folder_with(c, c.run), "--no-progress"], 2, "holds a run with a 8-dim z"),
+    CliCase("demo: output folder holding a run of another model", lambda c: [
+        "demo", "-o", _demo_folder_with(c, c.run), "--no-progress"], 2, "holds a run of another model (s_dim 8, z_dim 8, width 8, adv_width 8, warp False; this demo trains s_dim 64"),
 ]
 
 

@@ -10,7 +10,7 @@ EXAMPLES = """
 Examples:
   dvgan demo                 # 6 to 9 minutes on 2 CPU cores (training stops after 6); writes ./dvgan-out
   dvgan demo --smoke         # 200 training steps: checks that every stage runs
-  dvgan demo --long -o out/  # 3x the training steps, no time budget, and the full evaluation
+  dvgan demo --long -o out/  # all 4,000 steps of the recipe, no time budget, and the full evaluation
 \b
 Afterwards these work with no other flag (they read ./dvgan-out, or $DVGAN_HOME):
   dvgan query --by specified dvgan-out/query.png
@@ -21,7 +21,7 @@ Afterwards these work with no other flag (they read ./dvgan-out, or $DVGAN_HOME)
 @click.command(name="demo", epilog=EXAMPLES)
 @click.option("-o", "--out", default=None, help="Output folder (default: $DVGAN_HOME or ./dvgan-out).")
 @click.option("--smoke", "preset", flag_value="smoke", help="Shortest run: checks every stage.")
-@click.option("--long", "preset", flag_value="long", help="Longer training and the full evaluation.")
+@click.option("--long", "preset", flag_value="long", help="All the recipe's steps, no time budget, and the full evaluation.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda (training and the engine).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @verbosity
