@@ -25,7 +25,11 @@ def test_demo_runs_every_stage_and_reports_its_times(tmp_path, monkeypatch):
     assert f"| {e['sample_psnr']:.2f} dB | z ~ N(0, I) {e['sample_standard_normal_psnr']:.2f} dB; " \
            f"swaps {e['sample_swap_psnr']:.2f} dB" in text
     with open(os.path.join(result["out"], "eval", "report.json")) as f:
-        unseen = json.load(f)["analogies"]["unseen"]
+        full = json.load(f)
+    unseen, turn = full["analogies"]["unseen"], full["factors"]["rotation"]
+    r2 = " / ".join(f"{full['factors'][k]['z_mu']['test_r2']:.2f}" for k in ("x", "y", "scale", "rotation"))
+    assert f"| the pose read from z (mu), test R^2 of x / y / scale / turn | {r2} | from s " in text
+    assert (e["rotation_r2_z"], e["rotation_r2_s"]) == (turn["z_mu"]["test_r2"], turn["s"]["test_r2"])
     # the copy baselines are copy a and copy b; the identity's mean image is reported on its own
     assert e["best_copy_psnr"] == max(unseen["copy_a"]["psnr"], unseen["copy_b"]["psnr"])
     assert e["identity_mean_psnr"] == unseen["identity_mean"]["psnr"]

@@ -29,7 +29,7 @@ Afterwards these work with no other flag (they read ./dvgan-out, or $DVGAN_HOME)
 def demo_cmd(out, preset, device, no_progress):
     """Train on procedural sprites, export, index unseen identities, then query, swap, sample,
     interpolate, evaluate, and write OUT/report.md."""
-    from ..demo import run_demo
+    from ..demo import pose_r2, run_demo
     res = run_demo(out, preset or "default", device=device, progress=not no_progress)
     e = res["eval"]
     fmt = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
@@ -44,6 +44,8 @@ def demo_cmd(out, preset, device, no_progress):
         click.echo(f"  analogy PSNR {e['analogy_psnr']:.1f} dB (best copy baseline {e['best_copy_psnr']:.1f} dB, "
                    f"identity mean {e['identity_mean_psnr']:.1f} dB); "
                    f"s precision@10 {e.get('s_precision_at_10', float('nan')):.2f}")
+    if e.get("rotation_r2_z") is not None:
+        click.echo(f"  the pose from z, R^2 of x / y / scale / turn: {pose_r2(e, 'z')} (from s: {pose_r2(e, 's')})")
     if e.get("sample_psnr") is not None:
         click.echo(f"  conditional samples {e['sample_psnr']:.1f} dB to the nearest true render "
                    f"(swaps {e['sample_swap_psnr']:.1f} dB, another identity {e['sample_other_identity_psnr']:.1f} dB)")
