@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 # of a fresh install on a 2-core machine: a slow one trains fewer steps, and the report says so
 # (benchmarks/RESULTS.md, "README commands"). The long run is the recipe as it is, with the full
 # evaluation, and takes the time it needs.
-RECIPE = {"model": {"z_dim": 32, "warp": True}, "train": {"steps": 4000, "w_zadv": 0.01}}
+RECIPE = {"model": {"z_dim": 32, "warp": True, "adv_width": 16}, "train": {"steps": 4000, "w_zadv": 0.01}}
 PRESETS = {
     "smoke": {"steps": 200, "per_identity": 20, "eval_quick": True, "train_seconds": None},
     "default": {"steps": RECIPE["train"]["steps"], "per_identity": 100, "eval_quick": True, "train_seconds": 360},
