@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 # plain decoder the swap grid took the turn from s, so "A in the pose of B" held for size and position
 # only; with warp z carries the whole pose, and at 4,000 steps all four sprites targets of `dvgan eval`
 # hold on three seeds (benchmarks/RESULTS.md, "The warping decoder"). Its image adversary is half as
-# wide (adv_width 16), so a step costs about 0.65 of one with the default width, and the time budget
-# below holds 1.5 times the steps, with the targets still met at 4,000.
+# wide (adv_width 16), so a step costs 0.65-0.73 of one with the default width, and the time budget
+# below holds 1.4-1.5 times the steps, with the targets still met at 4,000.
 # The default run has a training time budget (train_seconds) that keeps the whole demo within 10 minutes
 # of a fresh install on a 2-core machine: a slow one trains fewer steps, and the report says so
 # (benchmarks/RESULTS.md, "README commands"). The long run is the recipe as it is, with the full

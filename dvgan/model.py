@@ -95,7 +95,6 @@ class Decoder(nn.Module):
                                              output_padding=stride - 1, bias=last))
             layers += [nn.Tanh()] if last else [nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)]
         self.net = nn.Sequential(*layers)
-        self.warp = cfg.warp
         if cfg.warp:  # z -> (x shift, y shift, log scale, turn), starting at the identity transform
             self.to_pose = nn.Linear(cfg.z_dim, 4)
             nn.init.zeros_(self.to_pose.weight)
@@ -104,10 +103,14 @@ class Decoder(nn.Module):
             self.register_buffer("grid", grid.contiguous(), persistent=False)
 
     def forward(self, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        h = self.from_s(s) if self.warp else self.from_s(s) + self.from_z(z)  # (B, 4w * b * b)
+        if self.from_z is None:  # warp: s draws the template, z moves it
+            return self._move(self.draw(self.from_s(s)), z)
+        return self.draw(self.from_s(s) + self.from_z(z))
+
+    def draw(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, 4w * b * b) features -> image (B, C, H, W); with warp, from_s(s) gives the template."""
         h = h.view(-1, self.base_ch, self.base, self.base)         # (B, 4w, b, b)
-        out = self.net(torch.relu(self.bn0(h)))                    # (B, C, H, W)
-        return self._move(out, z) if self.warp else out
+        return self.net(torch.relu(self.bn0(h)))
 
     def _move(self, template: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Each output pixel p samples the template at R(-turn) (p - shift) / scale; outside it, black."""

@@ -107,7 +107,7 @@ def test_warp_decoder_moves_a_template_drawn_from_s():
     assert dec.from_z is None
     s, z = torch.randn(2, 4), torch.randn(2, 6)
     with torch.no_grad():
-        template = dec.net(torch.relu(dec.bn0(dec.from_s(s).view(-1, dec.base_ch, dec.base, dec.base))))
+        template = dec.draw(dec.from_s(s))
         assert torch.allclose(dec(s, z), template, atol=1e-6)
         dec.to_pose.bias.copy_(torch.tensor([0.5, 0.0, 0.0, 0.0]))
         moved = dec(s, z)
