@@ -5,6 +5,7 @@ model from the checkpoint alone.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 from .errors import UsageError
@@ -25,6 +26,8 @@ class ModelConfig:
     adv_dropout: float = 0.5  # dropout before the adversary's output (the authors' code used 0.5)
     coords: bool = False      # CoordConv (Liu et al., NeurIPS 2018): pixel coordinates as two extra input
                               # channels of every encoder and decoder conv (not in the paper)
+    z_trunk: bool = False     # z gets a conv trunk of its own instead of sharing s's, so that what keeps the
+                              # identity out of z never changes the features s reads (not in the paper)
     warp: bool = False        # the decoder draws a template from s alone and moves it by a similarity
                               # transform (shift, scale, turn) read from z (not in the paper)
 
@@ -43,7 +46,9 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = 2000             # generator updates
+    steps: int = 2000             # generator updates (with epochs > 0, the least of them)
+    epochs: float = 0.0           # > 0: train for this many passes over the training images, i.e.
+                                  # max(steps, ceil(epochs * images / batch_size)) steps (0 = steps alone)
     batch_size: int = 32          # triplets per step
     optimizer: str = "adam"       # "adam" or "sgd" (the paper reports SGD works; Adam is faster here)
     lr: float = 2e-3              # encoder + decoder learning rate
@@ -89,6 +94,11 @@ class TrainConfig:
         """Whether the identity-conditioned image adversary has a generator term to serve (and is trained)."""
         return self.w_gan > 0 and (self.gan_swap or self.gan_prior)
 
+    def steps_for(self, images: int) -> int:
+        """The generator steps a run over this many training images takes."""
+        by_epochs = math.ceil(self.epochs * images / self.batch_size) if self.epochs > 0 else 0
+        return max(self.steps, by_epochs)
+
     def validate(self) -> "TrainConfig":
         if self.optimizer not in ("adam", "sgd"):
             raise UsageError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
@@ -100,6 +110,8 @@ class TrainConfig:
             raise UsageError("steps must be >= 1 and batch_size >= 2")
         if self.adv_every < 1 or self.zadv_steps < 1:
             raise UsageError(f"adv_every and zadv_steps must be >= 1, got {self.adv_every}, {self.zadv_steps}")
+        if self.epochs < 0:
+            raise UsageError(f"epochs must be >= 0, got {self.epochs}")
         for name in ("w_recon", "w_swap_recon", "w_kl", "w_gan", "w_sinv", "w_zadv", "w_zbetween", "w_zpair", "lr",
                      "adv_lr", "shift"):
             if getattr(self, name) < 0:

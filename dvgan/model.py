@@ -36,33 +36,47 @@ class AddCoords(nn.Module):
         return torch.cat([h, self.grid.to(h.dtype).expand(h.shape[0], -1, -1, -1)], dim=1)
 
 
+def _trunk(cfg) -> nn.Sequential:
+    """The encoder's conv stages: (B, C, H, W) -> (B, 4w, H/8, W/8)."""
+    layers, size, extra = [], cfg.image_size, 2 if cfg.coords else 0
+    for cin, cout, k, stride in _stages(cfg.trunk, cfg.width):
+        layers += [AddCoords(size)] if cfg.coords else []
+        size //= stride
+        layers += [
+            nn.Conv2d((cin or cfg.channels) + extra, cout, k, stride, padding=k // 2, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+        ]
+    return nn.Sequential(*layers)
+
+
 class Encoder(nn.Module):
     """x (B, C, H, W) -> s (B, s_dim), mu (B, z_dim), logvar (B, z_dim)."""
 
     def __init__(self, cfg):
         super().__init__()
-        layers, size, extra = [], cfg.image_size, 2 if cfg.coords else 0
-        for cin, cout, k, stride in _stages(cfg.trunk, cfg.width):
-            layers += [AddCoords(size)] if cfg.coords else []
-            size //= stride
-            layers += [
-                nn.Conv2d((cin or cfg.channels) + extra, cout, k, stride, padding=k // 2, bias=False),
-                nn.BatchNorm2d(cout),
-                nn.ReLU(inplace=True),
-            ]
-        self.trunk = nn.Sequential(*layers)
-        feat = 4 * cfg.width * (cfg.image_size // 8) ** 2
-        self.to_s = nn.Linear(feat, cfg.s_dim)
-        self.to_z = nn.Linear(feat, 2 * cfg.z_dim)  # mu and logvar
+        self.trunk = _trunk(cfg)
+        self.trunk_z = _trunk(cfg) if cfg.z_trunk else None  # z's own trunk: nothing z learns reaches s's
+        self.feat = 4 * cfg.width * (cfg.image_size // 8) ** 2
+        self.to_s = nn.Linear(self.feat, cfg.s_dim)
+        self.to_z = nn.Linear(self.feat, 2 * cfg.z_dim)  # mu and logvar
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The trunk's output, flattened: (B, 4w * (H/8) * (W/8)), shared by both heads."""
-        return self.trunk(x).flatten(1)
+        """The trunk's output, flattened: (B, 4w * (H/8) * (W/8)), shared by both heads; with a trunk of
+        z's own, s's features then z's: (B, 2 * 4w * (H/8) * (W/8))."""
+        h = self.trunk(x).flatten(1)
+        return h if self.trunk_z is None else torch.cat([h, self.trunk_z(x).flatten(1)], dim=1)
 
     def heads(self, h: torch.Tensor):
         """Trunk features -> (s, mu, logvar)."""
-        mu, logvar = self.to_z(h).chunk(2, dim=1)
-        return self.to_s(h), mu, logvar
+        h_s, h_z = (h, h) if self.trunk_z is None else h.split(self.feat, dim=1)
+        mu, logvar = self.to_z(h_z).chunk(2, dim=1)
+        return self.to_s(h_s), mu, logvar
+
+    def z_head(self, h: torch.Tensor) -> torch.Tensor:
+        """Trunk features -> mu alone."""
+        h_z = h if self.trunk_z is None else h[:, self.feat:]
+        return self.to_z(h_z)[:, :self.to_z.out_features // 2]
 
     def forward(self, x: torch.Tensor):
         return self.heads(self.features(x))
@@ -264,6 +278,6 @@ class AutoEncoder(nn.Module):
         if critic_trunk_grad < 1.0:
             h1 = h[:b]
             h1 = critic_trunk_grad * h1 + (1.0 - critic_trunk_grad) * h1.detach()
-            mu1_critic = self.encoder.to_z(h1)[:, :mu1.shape[1]]
+            mu1_critic = self.encoder.z_head(h1)
         return {"x11": x11, "x11p": x11p, "x12": x12, "xp2": xp2, "mu1_critic": mu1_critic,
                 "mu1": mu1, "mu1p": mu1p, "mu2": mu2, "logvar1": logvar1, "s1": s1, "s1p": s1p, "s2": s2}

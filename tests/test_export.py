@@ -147,9 +147,10 @@ def test_graphs_have_dynamic_batch_and_metadata(bundle):
     assert read_onnx_metadata(half.metadata_props)["precision"] == "fp16"
 
 
-@pytest.mark.parametrize("size,channels,trunk", [(32, 1, "conv3"), (64, 3, "conv3"), (64, 1, "conv5")])
-def test_variants_export_and_verify(tmp_path, size, channels, trunk):
-    ckpt = make_checkpoint(tmp_path / "c.pt", seed=1, image_size=size, channels=channels, trunk=trunk)
+@pytest.mark.parametrize("size,channels,trunk,z_trunk", [(32, 1, "conv3", False), (64, 3, "conv3", False),
+                                                         (64, 1, "conv5", False), (32, 1, "conv5", True)])
+def test_variants_export_and_verify(tmp_path, size, channels, trunk, z_trunk):
+    ckpt = make_checkpoint(tmp_path / "c.pt", seed=1, image_size=size, channels=channels, trunk=trunk, z_trunk=z_trunk)
     out = export_bundle(ckpt, str(tmp_path / "b"), fp16=True, max_batch=64)
     m = load_manifest(out)
     assert m["io"]["encoder"]["inputs"]["image"] == ["N", channels, size, size]

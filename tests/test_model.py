@@ -25,11 +25,12 @@ def test_shapes_and_range(trunk, size, channels, coords):
     assert adv(img, torch.tensor([0, 1, 3])).shape == (3,)
 
 
-@pytest.mark.parametrize("trunk,coords,warp", [("conv5", False, False), ("conv3", False, False), ("conv5", True, False),
-                                              ("conv5", False, True)])
-def test_every_parameter_gets_a_gradient(trunk, coords, warp):
+@pytest.mark.parametrize("trunk,coords,warp,z_trunk", [("conv5", False, False, False), ("conv3", False, False, False),
+                                                      ("conv5", True, False, False), ("conv5", False, True, False),
+                                                      ("conv3", False, False, True)])
+def test_every_parameter_gets_a_gradient(trunk, coords, warp, z_trunk):
     cfg = ModelConfig(channels=1, s_dim=4, z_dim=4, trunk=trunk, width=4, adv_width=4, num_ids=3, coords=coords,
-                      warp=warp)
+                      warp=warp, z_trunk=z_trunk)
     ae, adv = AutoEncoder(cfg), Adversary(cfg)
     x = torch.rand(4, 1, 32, 32) * 2 - 1
     out = ae(x, x.flip(0), x.roll(1, 0), torch.randn(4, 4))
@@ -118,3 +119,22 @@ def test_warp_decoder_moves_a_template_drawn_from_s():
         dec.to_pose.weight.normal_()
         assert not torch.allclose(dec(s, z), dec(s, z.flip(0)))  # now z moves it
 
+
+
+def test_z_trunk_keeps_what_z_learns_out_of_the_features_s_reads():
+    """With a trunk of z's own, a loss on mu moves z's trunk and not s's, and s depends on s's trunk alone;
+    with the shared trunk, the same loss reaches the trunk s reads."""
+    for z_trunk in (True, False):
+        cfg = ModelConfig(channels=1, s_dim=4, z_dim=3, width=4, z_trunk=z_trunk)
+        enc = Encoder(cfg)
+        x = torch.rand(5, 1, 32, 32) * 2 - 1
+        s, mu, logvar = enc(x)
+        assert s.shape == (5, 4) and mu.shape == logvar.shape == (5, 3)
+        mu.pow(2).sum().backward()
+        s_trunk_grad = sum(p.grad.abs().sum() for p in enc.trunk.parameters() if p.grad is not None)
+        if z_trunk:
+            assert s_trunk_grad == 0 and enc.to_s.weight.grad is None
+            assert all(p.grad.abs().sum() > 0 for p in enc.trunk_z.parameters())
+            assert torch.equal(enc.z_head(enc.features(x)), mu)
+        else:
+            assert s_trunk_grad > 0

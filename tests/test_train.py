@@ -384,3 +384,18 @@ def test_a_time_budget_stops_the_run_and_records_what_it_cut(tmp_path):
     with pytest.raises(ValueError, match="time budget must be > 0"):
         train(tiny_model_config(), tiny_train_config(), {"spec": "sprites:3"}, str(tmp_path / "x"), device="cpu",
               progress=False, time_budget=-1)
+
+
+def test_epochs_set_the_length_from_the_number_of_training_images(tmp_path):
+    """steps is the least a run takes; epochs > 0 lengthens it to that many passes over the training
+    images. The caller's config is left as it was."""
+    from dvgan.config import TrainConfig
+    assert TrainConfig(steps=100, epochs=0, batch_size=32).steps_for(10_000) == 100
+    assert TrainConfig(steps=100, epochs=2, batch_size=32).steps_for(10_000) == 625       # ceil(2 * 10000 / 32)
+    assert TrainConfig(steps=100, epochs=2, batch_size=32).steps_for(320) == 100          # 20 < 100
+    cfg = tiny_train_config(steps=2, epochs=3.0, batch_size=8)
+    t = Trainer(tiny_model_config(), cfg, {"spec": "sprites:4"}, str(tmp_path), device="cpu")
+    assert t.train_cfg.steps == -(-3 * len(t.images) // 8) > 2
+    assert cfg.steps == 2
+    with pytest.raises(Exception, match="epochs"):
+        TrainConfig(epochs=-1).validate()

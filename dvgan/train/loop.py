@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 import json
 import logging
 import math
@@ -53,7 +54,7 @@ class Trainer:
 
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, data_cfg: dict,
                  out_dir: str, device: str = "auto", dataset=None, split=None):
-        self.train_cfg = train_cfg.validate()
+        train_cfg = train_cfg.validate()
         self.out_dir = out_dir
         self.device = resolve_device(device)
         self.rank, self.world = _dist_info()
@@ -67,6 +68,8 @@ class Trainer:
                                         data_cfg.get("test_fraction"), seed=data_cfg.get("seed", 0))
         self.dataset, self.split = dataset, split
         train_idx = np.asarray(split["train"], dtype=np.int64)
+        # A copy: the caller's config is left as it was; steps follow the number of training images.
+        self.train_cfg = train_cfg = replace(train_cfg, steps=train_cfg.steps_for(len(train_idx)))
         if dataset.images.shape[1] != model_cfg.channels:
             raise data_mod.DataError(f"data has {dataset.images.shape[1]} channels, model expects {model_cfg.channels}")
         # The adversary's lookup tables index the training identities 0..K-1.
