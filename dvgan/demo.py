@@ -324,7 +324,7 @@ def pose_r2(e: dict, code: str) -> str:
 
 
 def write_demo_report(result: dict, out: str) -> str:
-    from .train.checkpoint import atomic_write
+    from .files import atomic_write
     e = result["eval"]
     pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     num = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731

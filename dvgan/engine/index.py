@@ -23,16 +23,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import threading
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError, UsageError
+from ..errors import InputError, UsageError, first_line
 from . import search as S
-from ..export.manifest import sha256_file
+from ..files import replacing_folder, sha256_file
 from .inputs import to_codes
 
 log = logging.getLogger(__name__)
@@ -207,11 +205,9 @@ class CodeIndex:
     def save(self, directory: str) -> None:
         """Write the index folder: into a temporary sibling, then renamed over any old one."""
         import faiss
-        directory = os.path.abspath(directory)
-        parent = os.path.dirname(directory)
-        os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(directory) + ".")
-        try:
+        if os.path.exists(directory) and not os.path.isfile(os.path.join(directory, "index.json")):
+            raise UsageError(f"{os.path.abspath(directory)}: exists and is not a dvgan index; not replacing it")
+        with replacing_folder(directory) as tmp:
             with self.lock:
                 for by in BY:
                     faiss.write_index(self.faiss[by], os.path.join(tmp, by + ".faiss"))
@@ -221,19 +217,6 @@ class CodeIndex:
             meta["files"] = {name: sha256_file(os.path.join(tmp, name)) for name in DATA_FILES}
             with open(os.path.join(tmp, "index.json"), "w", encoding="utf-8") as f:
                 json.dump(meta, f, indent=2)
-            old = None
-            if os.path.exists(directory):
-                if not os.path.isfile(os.path.join(directory, "index.json")):
-                    raise UsageError(f"{directory}: exists and is not a dvgan index; not replacing it")
-                old = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(directory) + ".old.")
-                os.rmdir(old)
-                os.replace(directory, old)
-            os.replace(tmp, directory)
-            if old:
-                shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
     @classmethod
     def load(cls, directory: str, engine=None, device: str = "auto") -> "CodeIndex":
@@ -264,7 +247,7 @@ class CodeIndex:
             try:
                 indexes[by] = faiss.read_index(path)
             except RuntimeError as exc:
-                raise InputError(f"{path}: not a readable faiss index ({str(exc).splitlines()[0][:120]})") from None
+                raise InputError(f"{path}: not a readable faiss index ({first_line(exc, 120)})") from None
             if indexes[by].ntotal != meta.get("count"):
                 raise InputError(f"{path}: holds {indexes[by].ntotal} codes, index.json says {meta.get('count')}")
         if len(items.get("paths", [])) != meta["count"]:

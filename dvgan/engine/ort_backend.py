@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from ..errors import RuntimeFailure
+from ..errors import RuntimeFailure, first_line
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,7 @@ class OrtBackend:
             self.enc = ort.InferenceSession(os.path.join(bundle_dir, "encoder" + suffix), opts, providers=providers)
             self.dec = ort.InferenceSession(os.path.join(bundle_dir, "decoder" + suffix), opts, providers=providers)
         except Exception as exc:  # ORT raises its own exception types for bad graphs and provider failures
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise RuntimeFailure(f"onnxruntime could not open the bundle's graphs ({first[:200]})") from None
+            raise RuntimeFailure(f"onnxruntime could not open the bundle's graphs ({first_line(exc)})") from None
         if device == "cuda" and self.enc.get_providers()[0] != CUDA:
             raise RuntimeFailure("onnxruntime's CUDA provider is installed but could not start on this machine")
 

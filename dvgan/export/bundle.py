@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 import time
 
 import numpy as np
@@ -23,7 +21,8 @@ from ..train.checkpoint import FORMAT_VERSION as CHECKPOINT_FORMAT_VERSION
 from ..train.checkpoint import build_models, load_checkpoint, saved_prior
 from . import fp16 as fp16_mod
 from . import onnx as onnx_mod
-from .manifest import (MANIFEST, base_manifest, file_entry, onnx_metadata, sha256_file, write_manifest)
+from ..files import replacing_folder, sha256_file
+from .manifest import MANIFEST, base_manifest, file_entry, onnx_metadata, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -44,23 +43,6 @@ def _check_destination(out_dir: str) -> None:
         raise UsageError(f"{out_dir}: exists and is not a folder; choose another -o")
     if os.path.isdir(out_dir) and os.listdir(out_dir) and not os.path.isfile(os.path.join(out_dir, MANIFEST)):
         raise UsageError(f"{out_dir}: folder exists and is not a dvgan bundle; refusing to replace it")
-
-
-def _replace_folder(tmp: str, out_dir: str) -> None:
-    """Move the finished tmp folder to out_dir; an earlier bundle there is swapped out, then removed."""
-    old = None
-    if os.path.isdir(out_dir):
-        old = tempfile.mkdtemp(dir=os.path.dirname(out_dir), prefix="." + os.path.basename(out_dir) + ".old-")
-        os.rmdir(old)
-        os.rename(out_dir, old)
-    try:
-        os.rename(tmp, out_dir)
-    except BaseException:
-        if old is not None:
-            os.rename(old, out_dir)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _weights_copy(state: dict) -> dict:
@@ -121,11 +103,7 @@ def export_bundle(source: str, out_dir: str | None = None, *, fp16: bool = False
     cfg, encoder, decoder = build_models(state)
     started = time.perf_counter()
 
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(out_dir) + ".tmp-")
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a bundle is meant to be shared
-    try:
+    with replacing_folder(out_dir) as tmp:
         manifest = base_manifest(state["model_config"], opset=opset, max_batch=max_batch, resize=RESIZE,
                                  source={"step": int(state.get("step", 0)), "data": dict(state.get("data") or {}),
                                          "checkpoint_sha256": sha256_file(_checkpoint_path(source))})
@@ -160,10 +138,6 @@ def export_bundle(source: str, out_dir: str | None = None, *, fp16: bool = False
                              for name, (role, kind, precision) in sorted(files.items())}
         manifest["verification"] = verification or None
         write_manifest(tmp, manifest)
-        _replace_folder(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("exported %s in %.1f s", out_dir, time.perf_counter() - started)
     return out_dir
 

@@ -14,13 +14,13 @@ manifest.json records every other file with its sha256, size, role, precision an
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 
 from .. import __version__
 from ..errors import InputError, UsageError
+from ..files import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +36,6 @@ METADATA_PREFIX = "dvgan."
 # stay out: a file cannot hold its own checksum, and the numbers are measured on the graphs.
 EMBEDDED_KEYS = ("format", "format_version", "model_config", "image_size", "channels", "s_dim", "z_dim",
                  "preprocess", "io", "opset", "max_batch", "versions", "source")
-
-
-def sha256_file(path: str, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def file_entry(bundle_dir: str, name: str, *, role: str, kind: str, precision: str | None = None) -> dict:
@@ -235,4 +227,4 @@ def bundle_digest(bundle_dir) -> str:
 
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "load_manifest", "bundle_digest", "file_entry",
-           "base_manifest", "io_spec", "onnx_metadata", "read_onnx_metadata", "write_manifest", "sha256_file"]
+           "base_manifest", "io_spec", "onnx_metadata", "read_onnx_metadata", "write_manifest"]

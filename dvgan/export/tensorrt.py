@@ -92,7 +92,7 @@ def _load_timing_cache(config, path: str):
 
 
 def _save_timing_cache(config, path: str) -> None:
-    from ..train.checkpoint import atomic_write
+    from ..files import atomic_write
     cache = config.get_timing_cache()
     if cache is not None:
         data = bytes(memoryview(cache.serialize()))

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 import torch
 
 from .. import __version__
-from ..errors import InputError, UsageError
+from ..errors import InputError, UsageError, first_line
+from ..files import atomic_write
 from ..config import ModelConfig, from_dict
 from ..model import Decoder, Encoder
 from ..prior import check_prior
@@ -18,23 +18,6 @@ FORMAT_VERSION = 1
 
 class CheckpointError(InputError):
     """A checkpoint that cannot be used; the message says why."""
-
-
-def atomic_write(path: str, write) -> None:
-    """Call write(fileobj) on a temporary file beside path, fsync, then os.replace it into place."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_checkpoint(path: str, state: dict) -> None:
@@ -52,8 +35,7 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a loadable dvgan checkpoint ({first[:200]})") from None
+        raise CheckpointError(f"{path}: not a loadable dvgan checkpoint ({first_line(exc)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a dvgan checkpoint")
     if state.get("format_version") != FORMAT_VERSION:
@@ -73,7 +55,7 @@ def build_models(state: dict, device="cpu"):
         enc.load_state_dict(state["encoder"])
         dec.load_state_dict(state["decoder"])
     except (ValueError, RuntimeError, TypeError, KeyError) as exc:
-        raise CheckpointError(f"checkpoint weights do not fit its model config ({str(exc).splitlines()[0]})") from None
+        raise CheckpointError(f"checkpoint weights do not fit its model config ({first_line(exc)})") from None
     return cfg, enc.to(device).eval(), dec.to(device).eval()
 
 

@@ -17,7 +17,8 @@ from ..errors import RuntimeFailure, UsageError
 from ..config import ModelConfig, TrainConfig, from_dict, to_dict
 from ..model import Adversary, AutoEncoder, CodeMemory, LatentAdversary, PairCritic
 from .. import prior
-from .checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from ..files import atomic_write
+from .checkpoint import load_checkpoint, save_checkpoint
 from .sampler import TripletSampler
 from .step import Batch, adversary_step, generator_step
 
