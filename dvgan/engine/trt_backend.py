@@ -17,10 +17,10 @@ import queue
 import numpy as np
 
 from ..errors import RuntimeFailure
+from ..export.manifest import GRAPHS
 
 log = logging.getLogger(__name__)
 
-PLANS = ("encoder.plan", "decoder.plan")
 CONTEXTS = 4  # concurrent calls per plan before callers wait
 
 
@@ -38,7 +38,7 @@ def plan_problem(bundle_dir: str, manifest: dict) -> str | None:
     """Why the bundle's plans cannot run here, or None when they can (needs a CUDA GPU and torch)."""
     if not tensorrt_installed():
         return "the tensorrt package is not installed"
-    missing = [p for p in PLANS if p not in manifest["files"]]
+    missing = [forms["plan"] for forms in GRAPHS.values() if forms["plan"] not in manifest["files"]]
     if missing:
         return "the bundle has no TensorRT plans (export with TensorRT to add them)"
     import tensorrt as trt
@@ -47,12 +47,13 @@ def plan_problem(bundle_dir: str, manifest: dict) -> str | None:
         return "no CUDA GPU is visible"
     here = {"tensorrt_version": trt.__version__, "gpu_name": torch.cuda.get_device_name(),
             "compute_capability": _capability(torch.cuda.get_device_capability())}
-    for plan in PLANS:
+    for forms in GRAPHS.values():
+        plan = forms["plan"]
         try:
-            with open(os.path.join(bundle_dir, plan + ".json"), encoding="utf-8") as f:
+            with open(os.path.join(bundle_dir, forms["sidecar"]), encoding="utf-8") as f:
                 side = json.load(f)
         except (OSError, json.JSONDecodeError) as exc:
-            return f"{plan}.json is unreadable ({exc})"
+            return f"{forms['sidecar']} is unreadable ({exc})"
         for key, value in here.items():
             recorded = _capability(side.get(key)) if key == "compute_capability" else side.get(key)
             if recorded != value:
@@ -105,9 +106,9 @@ class TrtBackend:
         self.device, self.precision = "cuda", "plan"
         self.logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(self.logger)
-        self.enc = _Plan(runtime, os.path.join(bundle_dir, "encoder.plan"))
-        self.dec = _Plan(runtime, os.path.join(bundle_dir, "decoder.plan"))
-        with open(os.path.join(bundle_dir, "encoder.plan.json"), encoding="utf-8") as f:
+        self.enc = _Plan(runtime, os.path.join(bundle_dir, GRAPHS["encoder"]["plan"]))
+        self.dec = _Plan(runtime, os.path.join(bundle_dir, GRAPHS["decoder"]["plan"]))
+        with open(os.path.join(bundle_dir, GRAPHS["encoder"]["sidecar"]), encoding="utf-8") as f:
             self.precision = json.load(f).get("precision", "plan")
 
     def describe(self) -> str:
@@ -121,4 +122,4 @@ class TrtBackend:
         return self.dec.run({"s": s, "z": z}, ["image"])[0]
 
 
-__all__ = ["TrtBackend", "plan_problem", "tensorrt_installed", "PLANS"]
+__all__ = ["TrtBackend", "plan_problem", "tensorrt_installed"]

@@ -26,8 +26,17 @@ log = logging.getLogger(__name__)
 
 FORMAT = "dvgan-bundle"
 FORMAT_VERSION = 1
+# The files of a bundle: the one place their names are spelled.
 MANIFEST = "manifest.json"
-REQUIRED_FILES = ("encoder.onnx", "decoder.onnx")
+WEIGHTS = "model.pt"   # weights-only checkpoint for the PyTorch backend
+PRIOR = "z_prior.npz"  # the sampling prior (manifest "z_prior")
+GRAPHS = {             # role -> its graph in each form: ONNX fp32 / fp16, TensorRT plan and the plan's sidecar
+    "encoder": {"fp32": "encoder.onnx", "fp16": "encoder.fp16.onnx", "plan": "encoder.plan",
+                "sidecar": "encoder.plan.json"},
+    "decoder": {"fp32": "decoder.onnx", "fp16": "decoder.fp16.onnx", "plan": "decoder.plan",
+                "sidecar": "decoder.plan.json"},
+}
+REQUIRED_FILES = tuple(forms["fp32"] for forms in GRAPHS.values())
 REQUIRED_KEYS = ("model_config", "image_size", "channels", "s_dim", "z_dim", "preprocess", "io", "files")
 KINDS = ("onnx", "plan", "torch", "json", "npz")
 PRECISIONS = ("fp32", "fp16", None)
@@ -226,5 +235,5 @@ def bundle_digest(bundle_dir) -> str:
     return sha256_file(path)
 
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "load_manifest", "bundle_digest", "file_entry",
+__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "WEIGHTS", "PRIOR", "GRAPHS", "load_manifest", "bundle_digest", "file_entry",
            "base_manifest", "io_spec", "onnx_metadata", "read_onnx_metadata", "write_manifest"]

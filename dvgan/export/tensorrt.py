@@ -140,8 +140,7 @@ def build_plan(trt, onnx_path: str, plan_path: str, *, role: str, precision: str
             "strongly_typed": True}
 
 
-def write_sidecar(plan_path: str, sidecar: dict) -> str:
-    path = plan_path + ".json"
+def write_sidecar(path: str, sidecar: dict) -> str:
     with open(path, "w", encoding="utf-8") as f:
         json.dump(sidecar, f, indent=2)
         f.write("\n")
