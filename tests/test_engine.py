@@ -317,6 +317,37 @@ def test_cli_defaults_and_errors(bundle, image_files, tmp_path, monkeypatch):
         assert text in res.output and "Traceback" not in res.output
 
 
+def _strip_cells(path, n, size=32, scale=2):
+    """The n tiles of the first row of a strip written by write_grid (figures.tile, saved at scale)."""
+    from PIL import Image
+    from dvgan.eval.figures import PAD
+    grid = np.asarray(Image.open(path))[::scale, ::scale]
+    return [grid[PAD:PAD + size, PAD + j * (size + PAD):PAD + j * (size + PAD) + size].transpose(2, 0, 1)
+            for j in range(n)]
+
+
+def test_query_strip_shows_each_hits_own_image(bundle, image_files, tmp_path):
+    """An approximate index built from --data adds its codes in a shuffled order, so an id is not the
+    data set's row: the strip shows the query, then the image of each hit's source."""
+    from dvgan.cli.main import cli
+    from dvgan.data import load
+    from dvgan.data.preprocess import image_to_uint8, open_image
+    r = CliRunner()
+    idx, strip = str(tmp_path / "idx"), str(tmp_path / "strip.png")
+    res = r.invoke(cli, ["index", "build", "--bundle", bundle, "--data", "sprites:2", "--method", "hnsw", "-o", idx])
+    assert res.exit_code == 0, res.output
+    res = r.invoke(cli, ["query", "--bundle", bundle, "--index", idx, "--by", "unspecified", image_files[3],
+                         "-k", "5", "--strip", strip])
+    assert res.exit_code == 0, res.output
+    sources = [line.split()[2] for line in res.output.splitlines()[1:6]]
+    assert all(s.startswith("sprites:") for s in sources), res.output
+    data = load("sprites:2", 32, 3)
+    cells = _strip_cells(strip, 7)
+    assert np.array_equal(cells[0], image_to_uint8(open_image(image_files[3]), 32, 3))
+    for cell, source in zip(cells[2:], sources):
+        assert np.array_equal(cell, data.images[int(source.split(":")[1])]), source
+
+
 def test_service(engines, image_files):
     import base64
     import urllib.error

@@ -255,3 +255,25 @@ def test_gallery_query_finds_itself_and_same_identity(engines, image_files):  # 
     for by in ("specified", "unspecified"):
         hits = idx.query(eng, image_files[5], by, 3)[0]
         assert hits[0].path == os.path.abspath(image_files[5]) and hits[0].distance < 1e-6
+
+
+def test_gallery_images_are_found_from_where_each_entry_came(engines, image_files, tmp_path):  # noqa: F811
+    """Files are read, data-spec entries drawn alone, and an entry no longer there is None."""
+    import shutil
+    from dvgan.data import load
+    from dvgan.data.preprocess import image_to_uint8, open_image
+    from dvgan.engine.index import encode_data, encode_folder
+    eng = engines["onnxruntime"]
+    folder = shutil.copytree(os.path.dirname(image_files[0]), tmp_path / "gallery")
+    idx = build_index(eng, encode_data(eng, "sprites:2"), method="hnsw")
+    files = encode_folder(eng, str(folder))
+    idx.add_codes(files.s, files.mu, files.paths)
+    os.unlink(files.paths[1])
+    data = load("sprites:2", 32, 3)
+    first_file = len(idx) - len(files.paths)
+    ids = [first_file, 7, first_file + 1, 0]
+    got = idx.images(ids, 32, 3)
+    assert np.array_equal(got[0], image_to_uint8(open_image(files.paths[0]), 32, 3))
+    for g, i in ((got[1], 7), (got[3], 0)):
+        assert np.array_equal(g, data.images[int(idx.paths[i].split(":")[1])])
+    assert got[2] is None

@@ -200,6 +200,29 @@ class CodeIndex:
         return [[Hit(int(i), self.paths[i], float(d), None if self.labels is None else self.labels[i])
                  for d, i in zip(drow, irow) if i >= 0] for drow, irow in zip(dist, ids)]
 
+    def images(self, ids, image_size: int, channels: int) -> list:
+        """The gallery entries ids as uint8 (channels, image_size, image_size), found from where each came
+        (its path): an image file is read, an item of the index's data spec ("sprites:i", "mnist:i", a
+        file of an identity folder) is drawn or read alone. None for an entry that is no longer there."""
+        from ..data import load_items
+        from ..data.preprocess import ImageError, image_to_uint8, open_image
+        found, items = {}, []
+        for i in ids:
+            if not os.path.isabs(self.paths[i]):  # image files are indexed by their absolute paths
+                items.append(i)
+                continue
+            try:
+                found[i] = image_to_uint8(open_image(self.paths[i]), image_size, channels)
+            except ImageError:
+                pass
+        spec = self.meta.get("data_spec")
+        if items and spec:
+            found.update(zip(items, load_items(spec, [self.paths[i] for i in items], image_size, channels)))
+        missing = [self.paths[i] for i in ids if found.get(i) is None]
+        if missing:
+            log.warning("%d gallery image(s) not found: %s", len(missing), ", ".join(missing[:3]))
+        return [found.get(i) for i in ids]
+
     # -- files ---------------------------------------------------------------------------------
 
     def save(self, directory: str) -> None:
