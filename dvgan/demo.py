@@ -61,16 +61,17 @@ def _save_headed(path: str, heads: list, cells) -> str:
     return path
 
 
-def _write_gallery(run_dir: str, gallery_dir: str, spec: str, seed: int):
-    """Write the test split's images as PNG files, one folder per identity, each named by its dataset
-    index. Returns (the files of each identity, the dataset)."""
+def _write_gallery(run_dir: str, gallery_dir: str, spec: str, seed: int, image_size: int, channels: int):
+    """Write the test split's images at the model's size and channels as PNG files, one folder per
+    identity, each named by its dataset index. Returns (the files of each identity, the dataset)."""
     import json
 
     from PIL import Image
 
     from . import data as data_mod
-    split = json.load(open(os.path.join(run_dir, "split.json")))
-    ds = data_mod.load(spec, ModelConfig().image_size, ModelConfig().channels, seed=seed)
+    with open(os.path.join(run_dir, "split.json")) as f:
+        split = json.load(f)
+    ds = data_mod.load(spec, image_size, channels, seed=seed)
     if os.path.isdir(gallery_dir):
         shutil.rmtree(gallery_dir)
     firsts = {}
@@ -79,7 +80,8 @@ def _write_gallery(run_dir: str, gallery_dir: str, spec: str, seed: int):
         folder = os.path.join(gallery_dir, ds.identity_names[label])
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, f"{i:06d}.png")
-        Image.fromarray(ds.images[i].transpose(1, 2, 0)).save(path)
+        pixels = ds.images[i].transpose(1, 2, 0)  # (H, W, C)
+        Image.fromarray(pixels[..., 0] if channels == 1 else pixels).save(path)
         firsts.setdefault(label, []).append(path)
     return [paths for _, paths in sorted(firsts.items())], ds
 
@@ -229,8 +231,9 @@ def run_demo(out_dir: str | None = None, preset: str = "default", device: str = 
     done("export")
 
     stage("index")
-    per_identity, dataset = _write_gallery(run_dir, os.path.join(out, "gallery"), spec, seed)
     engine = Engine.load(bundle_dir)
+    per_identity, dataset = _write_gallery(run_dir, os.path.join(out, "gallery"), spec, seed,
+                                           engine.image_size, engine.channels)
     result["backend"] = engine.choice.report()
     index = build_index(engine, encode_folder(engine, os.path.join(out, "gallery")))
     index.save(index_dir)
