@@ -244,11 +244,11 @@ def run_demo(out_dir: str | None = None, preset: str = "default", device: str = 
     query = os.path.join(out, "query.png")
     shutil.copyfile(per_identity[0][0], query)
     size, ch = engine.image_size, engine.channels
+    shown = engine.preprocess(query)  # decoded once: searched with, and shown in the strips
     result["query"] = {"image": query}
     for by in ("specified", "unspecified"):
-        hits = index.query(engine, [query], by=by, k=10)[0]
-        row = [image_to_uint8(open_image(query), size, ch), None]
-        row += [image_to_uint8(open_image(h.path), size, ch) for h in hits]
+        hits = index.query(engine, shown, by=by, k=10)[0]
+        row = _u8(shown) + [None] + index.images([h.id for h in hits], size, ch)
         result["query"][by] = {
             "strip": _save(os.path.join(figs, f"query_{by}.png"), [row]),
             "same_identity_in_top10": sum(os.path.dirname(h.path) == os.path.dirname(per_identity[0][0]) for h in hits),

@@ -326,9 +326,11 @@ def _strip_cells(path, n, size=32, scale=2):
             for j in range(n)]
 
 
-def test_query_strip_shows_each_hits_own_image(bundle, image_files, tmp_path):
+def test_query_strip_shows_each_hits_own_image(bundle, image_files, tmp_path, monkeypatch):
     """An approximate index built from --data adds its codes in a shuffled order, so an id is not the
-    data set's row: the strip shows the query, then the image of each hit's source."""
+    data set's row: the strip shows the query, then the image of each hit's source, drawn alone (the
+    data set is not loaded again)."""
+    import dvgan.data
     from dvgan.cli.main import cli
     from dvgan.data import load
     from dvgan.data.preprocess import image_to_uint8, open_image
@@ -336,6 +338,11 @@ def test_query_strip_shows_each_hits_own_image(bundle, image_files, tmp_path):
     idx, strip = str(tmp_path / "idx"), str(tmp_path / "strip.png")
     res = r.invoke(cli, ["index", "build", "--bundle", bundle, "--data", "sprites:2", "--method", "hnsw", "-o", idx])
     assert res.exit_code == 0, res.output
+
+    def whole_set(*args, **kwargs):
+        raise AssertionError("the strip loaded the whole data set")
+
+    monkeypatch.setattr(dvgan.data, "load", whole_set)
     res = r.invoke(cli, ["query", "--bundle", bundle, "--index", idx, "--by", "unspecified", image_files[3],
                          "-k", "5", "--strip", strip])
     assert res.exit_code == 0, res.output
