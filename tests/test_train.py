@@ -384,3 +384,31 @@ def test_a_time_budget_stops_the_run_and_records_what_it_cut(tmp_path):
     with pytest.raises(ValueError, match="time budget must be > 0"):
         train(tiny_model_config(), tiny_train_config(), {"spec": "sprites:3"}, str(tmp_path / "x"), device="cpu",
               progress=False, time_budget=-1)
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--lr", "0.1"], "--lr"),
+    (["--set", "train.lr=0.1"], "--set"),
+    (["--config", "configs/sprites.toml"], "--config"),
+    (["--data", "sprites:3", "--seed", "4"], "--data, --seed"),
+])
+def test_resume_refuses_settings_it_would_ignore(tiny_run, args, named):
+    """A resumed run takes every setting from its checkpoint: an option that would change one is refused
+    with one line, and nothing is trained."""
+    from click.testing import CliRunner
+    from dvgan.cli.train import main
+    before = load_checkpoint(tiny_run)["step"]
+    res = CliRunner().invoke(main, ["--out", tiny_run, "--resume", "--no-progress", *args])
+    assert res.exit_code == 2 and named in res.output and "ignored" in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
+    assert load_checkpoint(tiny_run)["step"] == before
+
+
+def test_resume_with_steps_extends_the_run_from_the_command_line(tiny_run, tmp_path):
+    import shutil
+    from click.testing import CliRunner
+    from dvgan.cli.train import main
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    res = CliRunner().invoke(main, ["--out", str(run), "--resume", "--steps", "6", "--no-progress", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert load_checkpoint(str(run))["step"] == 6 and "trained to step 6 (2 in this session)" in res.output
