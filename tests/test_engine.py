@@ -207,6 +207,54 @@ def test_backend_choice_and_refusals(bundle):
         Engine.load(bundle, "onnxruntime", "cpu", precision="fp16")
 
 
+class _FakePlanEngine:
+    """What _Plan.io reads of a deserialised TensorRT engine: IO tensor names, modes and shapes."""
+
+    def __init__(self, io):
+        self.tensors = [(n, "in", shape) for n, shape in io["inputs"].items()] + \
+                       [(n, "out", shape) for n, shape in io["outputs"].items()]
+        self.num_io_tensors = len(self.tensors)
+
+    def get_tensor_name(self, i):
+        return self.tensors[i][0]
+
+    def get_tensor_mode(self, name):
+        return next(m for n, m, _ in self.tensors if n == name)
+
+    def get_tensor_shape(self, name):
+        return [-1 if d == "N" else d for n, _, shape in self.tensors if n == name for d in shape]
+
+
+def test_tensorrt_plans_are_checked_against_the_manifest(bundle, monkeypatch):
+    """Engine.load compares the TensorRT plans' IO shapes with manifest.json as it does for the other
+    backends (tensorrt and the plans faked: their IO is what the engine checks)."""
+    import types
+    from dvgan.engine import engine as engine_mod
+    from dvgan.engine.backends import Choice
+    from dvgan.engine.trt_backend import TrtBackend, _Plan
+    from dvgan.export.manifest import load_manifest
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(TensorIOMode=types.SimpleNamespace(INPUT="in")))
+    io = load_manifest(bundle)["io"]
+
+    def fake_trt(plans_io):
+        backend = object.__new__(TrtBackend)
+        for attr, role in (("enc", "encoder"), ("dec", "decoder")):
+            plan = object.__new__(_Plan)
+            plan.engine = _FakePlanEngine(plans_io[role])
+            plan.names = [plan.engine.get_tensor_name(i) for i in range(plan.engine.num_io_tensors)]
+            setattr(backend, attr, plan)
+        backend.precision = "fp16"
+        return backend
+
+    monkeypatch.setattr(engine_mod, "choose", lambda *a, **k: Choice(fake_trt(io)))
+    assert engine_mod.Engine.load(bundle, "tensorrt").backend.io() == io
+    other = json.loads(json.dumps(io))
+    other["decoder"]["outputs"]["image"][2] = 64  # plans built for another image size
+    monkeypatch.setattr(engine_mod, "choose", lambda *a, **k: Choice(fake_trt(other)))
+    with pytest.raises(InputError, match="tensorrt graphs' shapes disagree with manifest.json"):
+        engine_mod.Engine.load(bundle, "tensorrt")
+
+
 def test_threads_give_serial_results(engines, images):
     """8 threads x 50 mixed calls on one engine per backend give the serial results."""
     calls = []
