@@ -7,7 +7,8 @@ An index directory holds::
                         and the sha256 of each file below (checked before any of them is parsed)
     specified.faiss     faiss index over s   (N, s_dim)
     unspecified.faiss   faiss index over mu  (N, z_dim)
-    items.json          {"paths": [...], "labels": [...] or null}: where each id came from
+    items.json          {"paths": [...], "labels": [...] or null}: where each id came from, and its
+                        identity label (null for an image added without one)
 
 It is written into a temporary sibling folder and renamed into place. Loading it with an engine whose
 bundle has another digest is an error: codes from different weights are not comparable.
@@ -103,7 +104,10 @@ class CodeIndex:
         return self.meta["method"]
 
     def add_codes(self, s: np.ndarray, mu: np.ndarray, paths, labels=None) -> None:
-        """Append codes (N, s_dim) and (N, z_dim) with their paths (and identity labels, if known)."""
+        """Append codes (N, s_dim) and (N, z_dim) with their paths (and identity labels, if known).
+
+        Labelled and unlabelled additions may be mixed: an image added without a label has label None
+        (Hit.label None), and the labels already held are kept."""
         s = to_codes("s", s, self.meta["dims"]["specified"])
         mu = to_codes("mu", mu, self.meta["dims"]["unspecified"])
         paths = [str(p) for p in paths]
@@ -112,17 +116,14 @@ class CodeIndex:
         if labels is not None and len(labels) != len(paths):
             raise UsageError("labels must match paths in length")
         with self.lock:
-            if self.labels is None and labels is not None and not self.paths:
-                self.labels = []
-            if (self.labels is None) != (labels is None):
-                labels = None
-                self.labels = None
+            if self.labels is None and labels is not None:
+                self.labels = [None] * len(self.paths)  # the images added so far came without labels
             for by, codes in (("specified", s), ("unspecified", mu)):
                 S.train_if_needed(self.faiss[by], codes)
                 self.faiss[by].add(codes)
             self.paths += paths
             if self.labels is not None:
-                self.labels += [int(v) for v in labels]
+                self.labels += [None] * len(paths) if labels is None else [int(v) for v in labels]
             self._gpu.clear()
 
     def add_images(self, engine, images, paths, labels=None) -> None:
