@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import subprocess
@@ -412,3 +413,14 @@ def test_resume_with_steps_extends_the_run_from_the_command_line(tiny_run, tmp_p
     res = CliRunner().invoke(main, ["--out", str(run), "--resume", "--steps", "6", "--no-progress", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert load_checkpoint(str(run))["step"] == 6 and "trained to step 6 (2 in this session)" in res.output
+
+
+def test_training_leaves_the_callers_configs_as_they_were(tmp_path):
+    """The trainer sets num_ids from the data and a time budget cuts the steps, on copies of the configs."""
+    model_cfg, train_cfg = tiny_model_config(), tiny_train_config(steps=40, ckpt_every=100)
+    model_before, train_before = dataclasses.replace(model_cfg), dataclasses.replace(train_cfg)
+    trainer = Trainer(model_cfg, train_cfg, {"spec": "sprites:3"}, str(tmp_path / "a"), device="cpu")
+    assert trainer.model_cfg.num_ids == len(trainer.id_values) != model_cfg.num_ids and model_cfg == model_before
+    summary = train(model_cfg, train_cfg, {"spec": "sprites:3"}, str(tmp_path / "b"), device="cpu", progress=False,
+                    time_budget=1e-3)
+    assert summary["steps"] < 40 and model_cfg == model_before and train_cfg == train_before

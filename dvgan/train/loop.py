@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -54,7 +55,7 @@ class Trainer:
 
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, data_cfg: dict,
                  out_dir: str, device: str = "auto", dataset=None, split=None):
-        self.train_cfg = train_cfg.validate()
+        self.train_cfg = dataclasses.replace(train_cfg).validate()  # a time budget shortens its steps
         self.out_dir = out_dir
         self.device = resolve_device(device)
         self.rank, self.world = _dist_info()
@@ -73,8 +74,7 @@ class Trainer:
         # The adversary's lookup tables index the training identities 0..K-1.
         self.id_values = sorted(set(dataset.labels[train_idx].tolist()))
         remap = {v: i for i, v in enumerate(self.id_values)}
-        model_cfg.num_ids = max(len(self.id_values), 1)
-        self.model_cfg = model_cfg.validate()
+        self.model_cfg = dataclasses.replace(model_cfg, num_ids=max(len(self.id_values), 1)).validate()
         self.images = torch.from_numpy(dataset.images[train_idx]).to(self.device)  # uint8 (N, C, H, W)
         self.labels = torch.tensor([remap[v] for v in dataset.labels[train_idx]], dtype=torch.long)
         try:
