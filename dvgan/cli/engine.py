@@ -19,9 +19,6 @@ from ..errors import UsageError
 from ..prior import PRIORS
 from .common import friendly_errors, verbosity
 
-# faiss logs which CPU build it loaded at INFO, once per process; keep the commands' output readable.
-logging.getLogger("faiss.loader").setLevel(logging.WARNING)
-
 log = logging.getLogger(__name__)
 
 DEFAULTS_HELP = (f"Defaults: --bundle ${defaults.HOME_ENV}/bundle, --index ${defaults.HOME_ENV}/index, "
