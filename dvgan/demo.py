@@ -146,7 +146,7 @@ def _existing_run(run_dir: str) -> tuple:
     from .errors import DvganError
     from .train.checkpoint import load_checkpoint
     try:
-        state = load_checkpoint(os.path.join(run_dir, "checkpoint.pt"))
+        state = load_checkpoint(run_dir)
         model = dict(state["model_config"])
         if state["step"] < state["train_config"]["steps"]:
             return 0, model  # interrupted: train on
@@ -177,6 +177,7 @@ def run_demo(out_dir: str | None = None, preset: str = "default", device: str = 
     from .engine.index import build_index, encode_folder
     from .eval import evaluate
     from .export import export_bundle
+    from .train.checkpoint import CHECKPOINT
     from .train.loop import train
 
     if preset not in PRESETS:
@@ -184,7 +185,7 @@ def run_demo(out_dir: str | None = None, preset: str = "default", device: str = 
     p = PRESETS[preset]
     out = os.path.abspath(out_dir or defaults.home())
     run_dir, bundle_dir, index_dir = (os.path.join(out, x) for x in ("run", "bundle", "index"))
-    resume = os.path.exists(os.path.join(run_dir, "checkpoint.pt"))
+    resume = os.path.exists(os.path.join(run_dir, CHECKPOINT))
     model_cfg = ModelConfig(**RECIPE["model"])
     planned, found = _existing_run(run_dir) if resume else (0, None)
     differences = _model_differences(found, model_cfg) if found is not None else []

@@ -18,7 +18,7 @@ from ..errors import UsageError
 from ..data.preprocess import RESIZE
 from ..train.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from ..train.checkpoint import FORMAT_VERSION as CHECKPOINT_FORMAT_VERSION
-from ..train.checkpoint import build_models, load_checkpoint, saved_prior
+from ..train.checkpoint import build_models, checkpoint_path, load_checkpoint, saved_prior
 from . import fp16 as fp16_mod
 from . import onnx as onnx_mod
 from ..files import replacing_folder, sha256_file
@@ -64,10 +64,6 @@ def _write_prior(folder: str, fitted: dict | None, files: dict) -> dict | None:
             "fitted_to": "posterior means mu of training images"}
 
 
-def _checkpoint_path(source: str) -> str:
-    return os.path.join(source, "checkpoint.pt") if os.path.isdir(source) else source
-
-
 def _validate(source: str, trt, opset: int, max_batch: int) -> None:
     if not os.path.exists(source):
         raise UsageError(f"{source}: no such run folder or checkpoint")
@@ -105,7 +101,7 @@ def export_bundle(source: str, out_dir: str | None = None, *, fp16: bool = False
     with replacing_folder(out_dir) as tmp:
         manifest = base_manifest(state["model_config"], opset=opset, max_batch=max_batch, resize=RESIZE,
                                  source={"step": int(state.get("step", 0)), "data": dict(state.get("data") or {}),
-                                         "checkpoint_sha256": sha256_file(_checkpoint_path(source))})
+                                         "checkpoint_sha256": sha256_file(checkpoint_path(source))})
         graphs = {"encoder": onnx_mod.export_encoder(encoder, cfg, opset),
                   "decoder": onnx_mod.export_decoder(decoder, cfg, opset)}
         variants = {"fp32": graphs}

@@ -14,6 +14,7 @@ from ..prior import check_prior
 
 FORMAT = "dvgan-checkpoint"
 FORMAT_VERSION = 1
+CHECKPOINT = "checkpoint.pt"  # the checkpoint file of a run folder
 
 
 class CheckpointError(InputError):
@@ -26,10 +27,14 @@ def save_checkpoint(path: str, state: dict) -> None:
     atomic_write(path, lambda f: torch.save(state, f))
 
 
+def checkpoint_path(source: str) -> str:
+    """The checkpoint file that source names: RUN_DIR/checkpoint.pt for a run folder, else source itself."""
+    return os.path.join(source, CHECKPOINT) if os.path.isdir(source) else source
+
+
 def load_checkpoint(path: str, map_location="cpu") -> dict:
     """Load and check a checkpoint file (or RUN_DIR/checkpoint.pt); never unpickles arbitrary objects."""
-    if os.path.isdir(path):
-        path = os.path.join(path, "checkpoint.pt")
+    path = checkpoint_path(path)
     if not os.path.isfile(path):
         raise UsageError(f"{path}: no such checkpoint")
     try:

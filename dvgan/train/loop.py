@@ -19,13 +19,11 @@ from ..config import ModelConfig, TrainConfig, from_dict, to_dict
 from ..model import Adversary, AutoEncoder, CodeMemory, LatentAdversary, PairCritic
 from .. import prior
 from ..files import atomic_write
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .sampler import TripletSampler
 from .step import Batch, adversary_step, generator_step
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT = "checkpoint.pt"
 
 
 class TrainingError(RuntimeFailure):
