@@ -49,7 +49,7 @@ def main():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dvgan.train.checkpoint import atomic_write
+    from dvgan.files import atomic_write
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot([r[0] for r in rows], [r[1] for r in rows], "o-", label="swap")
     ax.plot([r[0] for r in rows], [r[2] for r in rows], "s-", label="sample")

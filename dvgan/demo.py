@@ -61,16 +61,17 @@ def _save_headed(path: str, heads: list, cells) -> str:
     return path
 
 
-def _write_gallery(run_dir: str, gallery_dir: str, spec: str, seed: int):
-    """Write the test split's images as PNG files, one folder per identity, each named by its dataset
-    index. Returns (the files of each identity, the dataset)."""
+def _write_gallery(run_dir: str, gallery_dir: str, spec: str, seed: int, image_size: int, channels: int):
+    """Write the test split's images at the model's size and channels as PNG files, one folder per
+    identity, each named by its dataset index. Returns (the files of each identity, the dataset)."""
     import json
 
     from PIL import Image
 
     from . import data as data_mod
-    split = json.load(open(os.path.join(run_dir, "split.json")))
-    ds = data_mod.load(spec, ModelConfig().image_size, ModelConfig().channels, seed=seed)
+    with open(os.path.join(run_dir, "split.json")) as f:
+        split = json.load(f)
+    ds = data_mod.load(spec, image_size, channels, seed=seed)
     if os.path.isdir(gallery_dir):
         shutil.rmtree(gallery_dir)
     firsts = {}
@@ -79,7 +80,8 @@ def _write_gallery(run_dir: str, gallery_dir: str, spec: str, seed: int):
         folder = os.path.join(gallery_dir, ds.identity_names[label])
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, f"{i:06d}.png")
-        Image.fromarray(ds.images[i].transpose(1, 2, 0)).save(path)
+        pixels = ds.images[i].transpose(1, 2, 0)  # (H, W, C)
+        Image.fromarray(pixels[..., 0] if channels == 1 else pixels).save(path)
         firsts.setdefault(label, []).append(path)
     return [paths for _, paths in sorted(firsts.items())], ds
 
@@ -144,7 +146,7 @@ def _existing_run(run_dir: str) -> tuple:
     from .errors import DvganError
     from .train.checkpoint import load_checkpoint
     try:
-        state = load_checkpoint(os.path.join(run_dir, "checkpoint.pt"))
+        state = load_checkpoint(run_dir)
         model = dict(state["model_config"])
         if state["step"] < state["train_config"]["steps"]:
             return 0, model  # interrupted: train on
@@ -175,6 +177,7 @@ def run_demo(out_dir: str | None = None, preset: str = "default", device: str = 
     from .engine.index import build_index, encode_folder
     from .eval import evaluate
     from .export import export_bundle
+    from .train.checkpoint import CHECKPOINT
     from .train.loop import train
 
     if preset not in PRESETS:
@@ -182,7 +185,7 @@ def run_demo(out_dir: str | None = None, preset: str = "default", device: str = 
     p = PRESETS[preset]
     out = os.path.abspath(out_dir or defaults.home())
     run_dir, bundle_dir, index_dir = (os.path.join(out, x) for x in ("run", "bundle", "index"))
-    resume = os.path.exists(os.path.join(run_dir, "checkpoint.pt"))
+    resume = os.path.exists(os.path.join(run_dir, CHECKPOINT))
     model_cfg = ModelConfig(**RECIPE["model"])
     planned, found = _existing_run(run_dir) if resume else (0, None)
     differences = _model_differences(found, model_cfg) if found is not None else []
@@ -229,8 +232,9 @@ def run_demo(out_dir: str | None = None, preset: str = "default", device: str = 
     done("export")
 
     stage("index")
-    per_identity, dataset = _write_gallery(run_dir, os.path.join(out, "gallery"), spec, seed)
     engine = Engine.load(bundle_dir)
+    per_identity, dataset = _write_gallery(run_dir, os.path.join(out, "gallery"), spec, seed,
+                                           engine.image_size, engine.channels)
     result["backend"] = engine.choice.report()
     index = build_index(engine, encode_folder(engine, os.path.join(out, "gallery")))
     index.save(index_dir)
@@ -241,11 +245,11 @@ def run_demo(out_dir: str | None = None, preset: str = "default", device: str = 
     query = os.path.join(out, "query.png")
     shutil.copyfile(per_identity[0][0], query)
     size, ch = engine.image_size, engine.channels
+    shown = engine.preprocess(query)  # decoded once: searched with, and shown in the strips
     result["query"] = {"image": query}
     for by in ("specified", "unspecified"):
-        hits = index.query(engine, [query], by=by, k=10)[0]
-        row = [image_to_uint8(open_image(query), size, ch), None]
-        row += [image_to_uint8(open_image(h.path), size, ch) for h in hits]
+        hits = index.query(engine, shown, by=by, k=10)[0]
+        row = _u8(shown) + [None] + index.images([h.id for h in hits], size, ch)
         result["query"][by] = {
             "strip": _save(os.path.join(figs, f"query_{by}.png"), [row]),
             "same_identity_in_top10": sum(os.path.dirname(h.path) == os.path.dirname(per_identity[0][0]) for h in hits),
@@ -324,7 +328,7 @@ def pose_r2(e: dict, code: str) -> str:
 
 
 def write_demo_report(result: dict, out: str) -> str:
-    from .train.checkpoint import atomic_write
+    from .files import atomic_write
     e = result["eval"]
     pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     num = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731

@@ -21,3 +21,10 @@ class InputError(DvganError, ValueError):
 class RuntimeFailure(DvganError, RuntimeError):
     """Work that started could not finish: non-finite loss, failed verification, missing backend. Exit code 1."""
     exit_code = 1
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, at most limit characters, for a one-line report;
+    the exception's class name when the message is empty (KeyError(), a bare RuntimeError)."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0].strip() if lines else type(exc).__name__)[:limit]

@@ -59,3 +59,27 @@ def test_train_export_then_query_with_no_other_flag(tmp_path, monkeypatch):
     assert os.path.isfile("dvgan-out/index/index.json")
     res = runner.invoke(cli, ["query", "--by", "unspecified", "img.png", "-k", "2"])  # reuses the saved index
     assert res.exit_code == 0 and "indexing" not in res.output and len(res.output.strip().splitlines()) == 3
+
+
+def test_importing_the_commands_leaves_logging_alone_and_a_command_filters_library_chatter():
+    """Importing the CLI changes no logger (faiss's included); a command's own handler leaves out the
+    INFO messages of QUIET_LIBRARIES and keeps dvgan's, and the libraries' warnings."""
+    import subprocess
+    import sys
+    code = (
+        "import logging, sys\n"
+        "import dvgan.cli.main\n"
+        "from dvgan.cli.common import setup_logging\n"
+        "names = ['faiss', 'faiss.loader', 'onnxscript', 'onnx_ir', 'torch.onnx']\n"
+        "assert all(logging.getLogger(n).level == logging.NOTSET for n in names), "
+        "[logging.getLogger(n).level for n in names]\n"
+        "setup_logging(0, 0)\n"
+        "logging.getLogger('faiss.loader').info('loaded the AVX2 build')\n"
+        "logging.getLogger('onnxscript.passes').info('a graph pass')\n"
+        "logging.getLogger('faiss.loader').warning('faiss warns')\n"
+        "logging.getLogger('dvgan.engine').info('dvgan informs')\n"
+        "assert all(logging.getLogger(n).level == logging.NOTSET for n in names)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.splitlines() == ["WARNING faiss.loader: faiss warns", "INFO dvgan.engine: dvgan informs"]

@@ -157,3 +157,30 @@ def test_mnist_shared_split_is_first_8000_last_2000():
 def test_bad_specs(spec, match):
     with pytest.raises(D.DataError, match=match):
         D.load(spec)
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+@pytest.mark.parametrize("seed", [0, 5])
+def test_load_items_draws_the_sprites_load_holds(channels, seed):
+    """Rendering a few sprites alone gives the bytes of the whole set's; unknown sources give None."""
+    ds = D.load("sprites:3", 32, channels, seed=seed)
+    pick = [767, 0, 5, 300, 5]
+    got = D.load_items("sprites:3", [ds.sources[i] for i in pick] + ["sprites:768", "mnist:1", "x"], 32, channels,
+                       seed=seed)
+    assert all(np.array_equal(g, ds.images[i]) for g, i in zip(got, pick))
+    assert got[len(pick):] == [None, None, None]
+
+
+def test_load_items_reads_mnist_and_folder_items(tmp_path):
+    rng = np.random.default_rng(0)
+    _idx(tmp_path / "t10k-images-idx3-ubyte", rng.integers(0, 255, (20, 28, 28)), False)
+    _idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(20) % 10, False)
+    spec = f"mnist:{tmp_path}"
+    ds = D.load(spec, 16, 1)
+    got = D.load_items(spec, ["mnist:19", "mnist:3", "mnist:20"], 16, 1)
+    assert np.array_equal(got[0], ds.images[19]) and np.array_equal(got[1], ds.images[3]) and got[2] is None
+    root = _folder(tmp_path, {"ann": {f"{i}.png": Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8))
+                                      for i in range(3)}})
+    ds = D.load(root, 16, 3)
+    got = D.load_items(root, [ds.sources[2], ds.sources[0], "ann/gone.png"], 16, 3)
+    assert np.array_equal(got[0], ds.images[2]) and np.array_equal(got[1], ds.images[0]) and got[2] is None

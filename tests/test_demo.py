@@ -128,3 +128,23 @@ def test_the_demo_names_what_differs_in_a_run_of_another_model():
     assert demo._model_differences({**to_dict(wanted), "num_ids": 205}, wanted) == []  # set by the data
     old = {k: v for k, v in to_dict(ModelConfig(z_dim=128)).items() if k != "warp"}  # saved before warp existed
     assert demo._model_differences(old, wanted) == [("z_dim", 128, 32), ("adv_width", 32, 16), ("warp", False, True)]
+
+
+def test_the_gallery_has_the_models_image_size_and_channels(tmp_path):
+    """The demo writes its gallery as the model takes images, not at the default size and channels."""
+    import numpy as np
+    from PIL import Image
+
+    from dvgan import data as data_mod
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "split.json").write_text(json.dumps({"test": [0, 1, 5]}))
+    per_identity, ds = demo._write_gallery(str(run), str(tmp_path / "gallery"), "sprites:3", 0, 16, 1)
+    want = data_mod.load("sprites:3", 16, 1, seed=0)
+    files = [p for paths in per_identity for p in paths]
+    assert len(files) == 3 and np.array_equal(ds.images, want.images)
+    for path in files:
+        with Image.open(path) as im:
+            assert im.size == (16, 16) and im.mode == "L"
+            i = int(os.path.splitext(os.path.basename(path))[0])
+            assert np.array_equal(np.asarray(im)[None], want.images[i])

@@ -207,6 +207,54 @@ def test_backend_choice_and_refusals(bundle):
         Engine.load(bundle, "onnxruntime", "cpu", precision="fp16")
 
 
+class _FakePlanEngine:
+    """What _Plan.io reads of a deserialised TensorRT engine: IO tensor names, modes and shapes."""
+
+    def __init__(self, io):
+        self.tensors = [(n, "in", shape) for n, shape in io["inputs"].items()] + \
+                       [(n, "out", shape) for n, shape in io["outputs"].items()]
+        self.num_io_tensors = len(self.tensors)
+
+    def get_tensor_name(self, i):
+        return self.tensors[i][0]
+
+    def get_tensor_mode(self, name):
+        return next(m for n, m, _ in self.tensors if n == name)
+
+    def get_tensor_shape(self, name):
+        return [-1 if d == "N" else d for n, _, shape in self.tensors if n == name for d in shape]
+
+
+def test_tensorrt_plans_are_checked_against_the_manifest(bundle, monkeypatch):
+    """Engine.load compares the TensorRT plans' IO shapes with manifest.json as it does for the other
+    backends (tensorrt and the plans faked: their IO is what the engine checks)."""
+    import types
+    from dvgan.engine import engine as engine_mod
+    from dvgan.engine.backends import Choice
+    from dvgan.engine.trt_backend import TrtBackend, _Plan
+    from dvgan.export.manifest import load_manifest
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(TensorIOMode=types.SimpleNamespace(INPUT="in")))
+    io = load_manifest(bundle)["io"]
+
+    def fake_trt(plans_io):
+        backend = object.__new__(TrtBackend)
+        for attr, role in (("enc", "encoder"), ("dec", "decoder")):
+            plan = object.__new__(_Plan)
+            plan.engine = _FakePlanEngine(plans_io[role])
+            plan.names = [plan.engine.get_tensor_name(i) for i in range(plan.engine.num_io_tensors)]
+            setattr(backend, attr, plan)
+        backend.precision = "fp16"
+        return backend
+
+    monkeypatch.setattr(engine_mod, "choose", lambda *a, **k: Choice(fake_trt(io)))
+    assert engine_mod.Engine.load(bundle, "tensorrt").backend.io() == io
+    other = json.loads(json.dumps(io))
+    other["decoder"]["outputs"]["image"][2] = 64  # plans built for another image size
+    monkeypatch.setattr(engine_mod, "choose", lambda *a, **k: Choice(fake_trt(other)))
+    with pytest.raises(InputError, match="tensorrt graphs' shapes disagree with manifest.json"):
+        engine_mod.Engine.load(bundle, "tensorrt")
+
+
 def test_threads_give_serial_results(engines, images):
     """8 threads x 50 mixed calls on one engine per backend give the serial results."""
     calls = []
@@ -315,6 +363,44 @@ def test_cli_defaults_and_errors(bundle, image_files, tmp_path, monkeypatch):
         res = r.invoke(cli, args)
         assert res.exit_code == code, (args, res.output)
         assert text in res.output and "Traceback" not in res.output
+
+
+def _strip_cells(path, n, size=32, scale=2):
+    """The n tiles of the first row of a strip written by write_grid (figures.tile, saved at scale)."""
+    from PIL import Image
+    from dvgan.eval.figures import PAD
+    grid = np.asarray(Image.open(path))[::scale, ::scale]
+    return [grid[PAD:PAD + size, PAD + j * (size + PAD):PAD + j * (size + PAD) + size].transpose(2, 0, 1)
+            for j in range(n)]
+
+
+def test_query_strip_shows_each_hits_own_image(bundle, image_files, tmp_path, monkeypatch):
+    """An approximate index built from --data adds its codes in a shuffled order, so an id is not the
+    data set's row: the strip shows the query, then the image of each hit's source, drawn alone (the
+    data set is not loaded again)."""
+    import dvgan.data
+    from dvgan.cli.main import cli
+    from dvgan.data import load
+    from dvgan.data.preprocess import image_to_uint8, open_image
+    r = CliRunner()
+    idx, strip = str(tmp_path / "idx"), str(tmp_path / "strip.png")
+    res = r.invoke(cli, ["index", "build", "--bundle", bundle, "--data", "sprites:2", "--method", "hnsw", "-o", idx])
+    assert res.exit_code == 0, res.output
+
+    def whole_set(*args, **kwargs):
+        raise AssertionError("the strip loaded the whole data set")
+
+    monkeypatch.setattr(dvgan.data, "load", whole_set)
+    res = r.invoke(cli, ["query", "--bundle", bundle, "--index", idx, "--by", "unspecified", image_files[3],
+                         "-k", "5", "--strip", strip])
+    assert res.exit_code == 0, res.output
+    sources = [line.split()[2] for line in res.output.splitlines()[1:6]]
+    assert all(s.startswith("sprites:") for s in sources), res.output
+    data = load("sprites:2", 32, 3)
+    cells = _strip_cells(strip, 7)
+    assert np.array_equal(cells[0], image_to_uint8(open_image(image_files[3]), 32, 3))
+    for cell, source in zip(cells[2:], sources):
+        assert np.array_equal(cell, data.images[int(source.split(":")[1])]), source
 
 
 def test_service(engines, image_files):

@@ -318,12 +318,49 @@ def test_unusable_checkpoint_is_an_input_error(tmp_path):
 # -- TensorRT -------------------------------------------------------------------------------------------
 
 def test_plan_mismatch_names_the_reason():
+    """The one rule for running a plan: the TensorRT version and the GPU model it was built with."""
     side = {"format": "dvgan-trt-plan", "plan": "encoder.plan", "tensorrt_version": "10.8.0",
             "gpu_name": "NVIDIA H100", "compute_capability": "9.0"}
-    assert plan_mismatch(side, "10.8.0", {"gpu_name": "NVIDIA H100 PCIe", "compute_capability": "9.0"}) is None
-    assert "TensorRT 10.8.0" in plan_mismatch(side, "11.0.0", {"gpu_name": "x", "compute_capability": "9.0"})
-    why = plan_mismatch(side, "10.8.0", {"gpu_name": "NVIDIA A100", "compute_capability": "8.0"})
+    here = {"tensorrt_version": "10.8.0", "gpu_name": "NVIDIA H100", "compute_capability": "9.0"}
+    assert plan_mismatch(side, here) is None
+    assert plan_mismatch(dict(side, compute_capability=[9, 0]), here) is None  # sidecars that wrote a pair
+    assert "TensorRT 10.8.0" in plan_mismatch(side, dict(here, tensorrt_version="11.0.0"))
+    why = plan_mismatch(side, dict(here, gpu_name="NVIDIA A100", compute_capability="8.0"))
     assert "compute capability 9.0" in why and "NVIDIA A100" in why
+    # another GPU model of the same compute capability: its kernels were not timed there
+    why = plan_mismatch(side, dict(here, gpu_name="NVIDIA H100 PCIe"))
+    assert "NVIDIA H100 (compute capability 9.0)" in why and "NVIDIA H100 PCIe" in why
+    assert "not a dvgan TensorRT plan" in plan_mismatch(dict(side, format="other"), here)
+
+
+def test_the_tensorrt_backend_checks_plans_with_the_exporters_rule(tmp_path, monkeypatch):
+    """plan_problem reads each sidecar and applies plan_mismatch (tensorrt and the GPU faked)."""
+    import sys
+    import types
+    from dvgan.engine import trt_backend
+    from dvgan.export import tensorrt as trt_export
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.8.0"))
+    monkeypatch.setattr(trt_backend, "tensorrt_installed", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(trt_export, "gpu_info", lambda device=0: {"gpu_name": "NVIDIA H100",
+                                                                  "compute_capability": "9.0"})
+    manifest = {"files": {"encoder.plan": {}, "decoder.plan": {}}}
+    side = {"format": "dvgan-trt-plan", "tensorrt_version": "10.8.0", "gpu_name": "NVIDIA H100",
+            "compute_capability": "9.0"}
+
+    def sidecars(**change):
+        for role in ("encoder", "decoder"):
+            (tmp_path / f"{role}.plan.json").write_text(json.dumps(dict(side, plan=f"{role}.plan", **change)))
+
+    sidecars()
+    assert trt_backend.plan_problem(str(tmp_path), manifest) is None
+    sidecars(gpu_name="NVIDIA H100 PCIe")
+    assert "NVIDIA H100 PCIe" in trt_backend.plan_problem(str(tmp_path), manifest)
+    sidecars(format="something else")
+    assert "not a dvgan TensorRT plan" in trt_backend.plan_problem(str(tmp_path), manifest)
+    sidecars()
+    (tmp_path / "decoder.plan.json").write_text("[]")
+    assert "decoder.plan.json" in trt_backend.plan_problem(str(tmp_path), manifest)
 
 
 @pytest.mark.trt

@@ -169,19 +169,19 @@ def test_export_on_a_full_disk_keeps_the_previous_bundle(bundle, tiny_run, tmp_p
 
 
 def test_export_failing_at_the_final_rename_restores_the_previous_bundle(bundle, tiny_run, tmp_path, monkeypatch):
-    from dvgan.export import bundle as bundle_mod
+    from dvgan import files as files_mod
     from dvgan.export import export_bundle
     from dvgan.export.manifest import load_manifest
     out = str(shutil.copytree(bundle, tmp_path / "bundle"))
     before = _tree(out)
-    real_rename = os.rename
+    real_replace = os.replace
 
-    def rename(src, dst):
+    def replace(src, dst):
         if dst == out and ".tmp-" in src:  # the new bundle moving into place
             raise OSError(errno.EIO, os.strerror(errno.EIO))
-        return real_rename(src, dst)
+        return real_replace(src, dst)
 
-    monkeypatch.setattr(bundle_mod.os, "rename", rename)
+    monkeypatch.setattr(files_mod.os, "replace", replace)
     with pytest.raises(OSError):
         export_bundle(tiny_run, out)
     assert _tree(out) == before and load_manifest(out)

@@ -1,6 +1,7 @@
 """Retrieval: every fast search path against the numpy brute force, approximate recall, files, additions."""
 import json
 import os
+import types
 
 import numpy as np
 import pytest
@@ -255,3 +256,46 @@ def test_gallery_query_finds_itself_and_same_identity(engines, image_files):  # 
     for by in ("specified", "unspecified"):
         hits = idx.query(eng, image_files[5], by, 3)[0]
         assert hits[0].path == os.path.abspath(image_files[5]) and hits[0].distance < 1e-6
+
+
+def test_gallery_images_are_found_from_where_each_entry_came(engines, image_files, tmp_path):  # noqa: F811
+    """Files are read, data-spec entries drawn alone, and an entry no longer there is None."""
+    import shutil
+    from dvgan.data import load
+    from dvgan.data.preprocess import image_to_uint8, open_image
+    from dvgan.engine.index import encode_data, encode_folder
+    eng = engines["onnxruntime"]
+    folder = shutil.copytree(os.path.dirname(image_files[0]), tmp_path / "gallery")
+    idx = build_index(eng, encode_data(eng, "sprites:2"), method="hnsw")
+    files = encode_folder(eng, str(folder))
+    idx.add_codes(files.s, files.mu, files.paths)
+    os.unlink(files.paths[1])
+    data = load("sprites:2", 32, 3)
+    first_file = len(idx) - len(files.paths)
+    ids = [first_file, 7, first_file + 1, 0]
+    got = idx.images(ids, 32, 3)
+    assert np.array_equal(got[0], image_to_uint8(open_image(files.paths[0]), 32, 3))
+    for g, i in ((got[1], 7), (got[3], 0)):
+        assert np.array_equal(g, data.images[int(idx.paths[i].split(":")[1])])
+    assert got[2] is None
+
+
+def test_mixing_labelled_and_unlabelled_images_keeps_the_labels(tmp_path):
+    """Images added without labels get label None; the labels already held survive, and a save and load."""
+    rng = np.random.default_rng(0)
+    s, mu = rng.standard_normal((6, 8), dtype=np.float32), rng.standard_normal((6, 4), dtype=np.float32)
+    index = CodeIndex.create("d" * 64, 8, 4, method="flat", device="cpu")
+    index.add_codes(s[:2], mu[:2], ["a", "b"], [3, 4])
+    index.add_codes(s[2:4], mu[2:4], ["c", "d"])
+    index.add_codes(s[4:], mu[4:], ["e", "f"], [5, 5])
+    assert index.labels == [3, 4, None, None, 5, 5]
+    unlabelled_first = CodeIndex.create("d" * 64, 8, 4, method="flat", device="cpu")
+    unlabelled_first.add_codes(s[:2], mu[:2], ["a", "b"])
+    unlabelled_first.add_codes(s[2:3], mu[2:3], ["c"], [7])
+    assert unlabelled_first.labels == [None, None, 7]
+    index.save(str(tmp_path / "idx"))
+    loaded = CodeIndex.load(str(tmp_path / "idx"), device="cpu")
+    assert loaded.labels == [3, 4, None, None, 5, 5]
+    engine = types.SimpleNamespace(digest="d" * 64, encode=lambda images: types.SimpleNamespace(s=s, mu=mu))
+    hits = loaded.query(engine, None, "specified", 1)
+    assert [h[0].label for h in hits] == [3, 4, None, None, 5, 5]

@@ -348,7 +348,7 @@ def _demo_folder_with(c: Ctx, run: str) -> str:
 def _wrong_prior(bundle: str) -> None:
     """Replace z_prior.npz with one of another z size and record its checksum, as a careless tool might."""
     import numpy as np
-    from dvgan.export.manifest import sha256_file
+    from dvgan.files import sha256_file
     path = os.path.join(bundle, "z_prior.npz")
     with open(path, "wb") as fh:
         np.savez(fh, mean=np.zeros(3, np.float32), scale=np.eye(3, dtype=np.float32))

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import subprocess
@@ -399,3 +400,42 @@ def test_epochs_set_the_length_from_the_number_of_training_images(tmp_path):
     assert cfg.steps == 2
     with pytest.raises(Exception, match="epochs"):
         TrainConfig(epochs=-1).validate()
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--lr", "0.1"], "--lr"),
+    (["--set", "train.lr=0.1"], "--set"),
+    (["--config", "configs/sprites.toml"], "--config"),
+    (["--data", "sprites:3", "--seed", "4"], "--data, --seed"),
+])
+def test_resume_refuses_settings_it_would_ignore(tiny_run, args, named):
+    """A resumed run takes every setting from its checkpoint: an option that would change one is refused
+    with one line, and nothing is trained."""
+    from click.testing import CliRunner
+    from dvgan.cli.train import main
+    before = load_checkpoint(tiny_run)["step"]
+    res = CliRunner().invoke(main, ["--out", tiny_run, "--resume", "--no-progress", *args])
+    assert res.exit_code == 2 and named in res.output and "ignored" in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
+    assert load_checkpoint(tiny_run)["step"] == before
+
+
+def test_resume_with_steps_extends_the_run_from_the_command_line(tiny_run, tmp_path):
+    import shutil
+    from click.testing import CliRunner
+    from dvgan.cli.train import main
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    res = CliRunner().invoke(main, ["--out", str(run), "--resume", "--steps", "6", "--no-progress", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert load_checkpoint(str(run))["step"] == 6 and "trained to step 6 (2 in this session)" in res.output
+
+
+def test_training_leaves_the_callers_configs_as_they_were(tmp_path):
+    """The trainer sets num_ids from the data and a time budget cuts the steps, on copies of the configs."""
+    model_cfg, train_cfg = tiny_model_config(), tiny_train_config(steps=40, ckpt_every=100)
+    model_before, train_before = dataclasses.replace(model_cfg), dataclasses.replace(train_cfg)
+    trainer = Trainer(model_cfg, train_cfg, {"spec": "sprites:3"}, str(tmp_path / "a"), device="cpu")
+    assert trainer.model_cfg.num_ids == len(trainer.id_values) != model_cfg.num_ids and model_cfg == model_before
+    summary = train(model_cfg, train_cfg, {"spec": "sprites:3"}, str(tmp_path / "b"), device="cpu", progress=False,
+                    time_budget=1e-3)
+    assert summary["steps"] < 40 and model_cfg == model_before and train_cfg == train_before

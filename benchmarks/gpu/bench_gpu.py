@@ -32,6 +32,7 @@ from dvgan.engine import search as S  # noqa: E402
 from dvgan.engine.backends import Choice  # noqa: E402
 from dvgan.engine.engine import Engine  # noqa: E402
 from dvgan.engine.torch_backend import TorchBackend  # noqa: E402
+from dvgan.errors import first_line  # noqa: E402
 from dvgan.export.manifest import base_manifest  # noqa: E402
 from dvgan.model import Decoder, Encoder  # noqa: E402
 from dvgan.train.checkpoint import save_checkpoint  # noqa: E402
@@ -110,7 +111,7 @@ def optional_bundle_rows(work, batches, pool, reps, sync, notes):
         bundle = export_bundle(os.path.join(work, "model.pt"), os.path.join(work, "bundle"), fp16=True, trt="fp16" if want_trt else None,
                                max_batch=MAX_BATCH)
     except Exception as exc:
-        notes.append(f"bundle export failed: {str(exc).splitlines()[0][:150]}")
+        notes.append(f"bundle export failed: {first_line(exc, 150)}")
         return rows
     variants = []
     if has_cuda_ep:
@@ -122,7 +123,7 @@ def optional_bundle_rows(work, batches, pool, reps, sync, notes):
             eng = Engine.load(bundle, backend, "cuda", precision=precision)
             rows[name] = {b: b / timed(lambda: eng.swap(pool[:b], pool[b:2 * b]), reps, sync) for b in batches}
         except Exception as exc:
-            notes.append(f"{name}: failed ({str(exc).splitlines()[0][:150]})")
+            notes.append(f"{name}: failed ({first_line(exc, 150)})")
     return rows
 
 
@@ -181,7 +182,7 @@ def main():
                 rows[name] = {b: b / timed(lambda: eng.swap(pool[:b], pool[b:2 * b]), args.reps, sync) for b in batches}
                 notes.append(f"{name}: max |swap - fp32 eager| = {err:.2e} over 64 pairs")
             except Exception as exc:  # report the failure and carry on with the other rows
-                notes.append(f"{name}: failed ({type(exc).__name__}: {str(exc).splitlines()[0][:150] if str(exc) else ''})")
+                notes.append(f"{name}: failed ({type(exc).__name__}: {first_line(exc, 150)})")
                 traceback.print_exc()
             print(name, rows.get(name), flush=True)
         rows.update(optional_bundle_rows(work, batches, pool, args.reps, sync, notes))

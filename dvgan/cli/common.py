@@ -11,11 +11,24 @@ from ..errors import DvganError
 
 log = logging.getLogger("dvgan")
 
+# Libraries whose messages below WARNING the commands leave out of their output, even with -v: faiss
+# logs which CPU build it loaded (once per process), the ONNX exporter's libraries every graph pass.
+QUIET_LIBRARIES = ("faiss", "onnxscript", "onnx_ir", "torch.onnx")
+
+
+def _not_library_chatter(record: logging.LogRecord) -> bool:
+    quiet = any(record.name == name or record.name.startswith(name + ".") for name in QUIET_LIBRARIES)
+    return record.levelno >= logging.WARNING or not quiet
+
 
 def setup_logging(verbose: int, quiet: int) -> None:
+    """Log to stderr at INFO, moved by -v / -q, when a command runs; the loggers of libraries are left
+    as they are (QUIET_LIBRARIES are filtered by the command's own handler)."""
     level = logging.INFO - 10 * verbose + 10 * quiet
-    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_not_library_chatter)
+    logging.basicConfig(level=max(level, logging.DEBUG), handlers=[handler])
 
 
 def verbosity(fn):

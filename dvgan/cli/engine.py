@@ -19,9 +19,6 @@ from ..errors import UsageError
 from ..prior import PRIORS
 from .common import friendly_errors, verbosity
 
-# faiss logs which CPU build it loaded at INFO, once per process; keep the commands' output readable.
-logging.getLogger("faiss.loader").setLevel(logging.WARNING)
-
 log = logging.getLogger(__name__)
 
 DEFAULTS_HELP = (f"Defaults: --bundle ${defaults.HOME_ENV}/bundle, --index ${defaults.HOME_ENV}/index, "
@@ -115,23 +112,6 @@ def build_cmd(bundle, backend, device, precision, folder, spec, out, method, tar
     click.echo(f"indexed {len(index)} images ({index.method}{tuning}) into {out}")
 
 
-def _gallery_images(index, ids, size, channels) -> list:
-    """uint8 (C, H, W) of gallery entries: files re-read, data-spec entries re-generated."""
-    from ..data import load
-    from ..data.preprocess import image_to_uint8, open_image
-    data = None
-    out = []
-    for i in ids:
-        path = index.paths[i]
-        if os.path.isfile(path):
-            out.append(image_to_uint8(open_image(path), size, channels))
-            continue
-        if data is None and index.meta.get("data_spec"):
-            data = load(index.meta["data_spec"], size, channels)
-        out.append(data.images[i] if data is not None and i < len(data) else None)
-    return out
-
-
 def _index_bundle_data(engine, out: str):
     """Build and save a flat index over the data the bundle's model was trained on (its manifest's spec)."""
     from ..engine.index import build_index, encode_data
@@ -172,7 +152,8 @@ def query_cmd(images, by, k, index_dir, bundle, backend, device, precision, as_j
         fallback = recorded if recorded and os.path.isdir(recorded) else None
         engine = open_engine(bundle, backend, device, precision, fallback)
     paths = expand(images)
-    results = index.query(engine, paths, by, k)
+    queries = engine.preprocess(paths)  # decoded once: searched with, and shown in the strip
+    results = index.query(engine, queries, by, k)
     if as_json:
         click.echo(json.dumps([{"query": p, "by": by, "hits": [dict(rank=r + 1, **vars(h)) for r, h in enumerate(hits)]}
                                for p, hits in zip(paths, results)], indent=2))
@@ -183,9 +164,8 @@ def query_cmd(images, by, k, index_dir, bundle, backend, device, precision, as_j
                 label = "" if h.label is None else f"  label {h.label}"
                 click.echo(f"  {r:3d}  {h.distance:10.4f}  {h.path}{label}")
     if strip:
-        rows = [[u8(engine.preprocess(p))[0], None] + _gallery_images(index, [h.id for h in hits],
-                                                                        engine.image_size, engine.channels)
-                for p, hits in zip(paths, results)]
+        rows = [[query, None] + index.images([h.id for h in hits], engine.image_size, engine.channels)
+                for query, hits in zip(u8(queries), results)]
         write_grid(strip, rows)
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import logging
 
 import click
 
@@ -16,14 +15,6 @@ Examples:
   dvgan-export runs/sprites --fp16 -o bundles/sprites
   dvgan-export runs/sprites --trt fp16           # needs the [trt] extra and a GPU
 """
-
-# The exporter's own libraries log every graph pass at INFO; keep -v for dvgan's messages.
-QUIET_LIBRARIES = ("onnxscript", "onnx_ir", "torch.onnx")
-
-
-def _quiet_libraries() -> None:
-    for name in QUIET_LIBRARIES:
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXPORT_EXAMPLES)
@@ -45,7 +36,6 @@ def _quiet_libraries() -> None:
 @friendly_errors
 def main(source, out_dir, fp16, trt, opset, max_batch, no_verify, timing_cache):
     """Export a trained run to ONNX (and optionally fp16 ONNX and TensorRT) as a verified bundle."""
-    _quiet_libraries()
     from ..export import export_bundle
     path = export_bundle(source, out_dir, fp16=fp16, trt=trt, opset=opset, max_batch=max_batch,
                          verify=not no_verify, timing_cache=timing_cache)

@@ -85,7 +85,8 @@ def build_configs(data_spec, config_file, overrides, options) -> tuple:
 @click.option("--data", "data_spec", help="sprites[:PER_ID], mnist:DIR, or a folder with one sub-folder per identity.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run folder to write.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML recipe with [model], [train], [data].")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint, with the run's own "
+                                             "settings (--steps, --time-budget and --device may be given).")
 @click.option("--steps", type=int, help="Generator steps (with --resume: the new total).")
 @click.option("--batch-size", type=int, help="Triplets per step.")
 @click.option("--lr", type=float, help="Encoder/decoder learning rate.")
@@ -118,6 +119,14 @@ def main(data_spec, out_dir, config_file, resume, steps, batch_size, lr, optimiz
     from ..train.loop import train
 
     if resume:  # the run's checkpoint supplies every config; --steps may extend it
+        settings = {"--data": data_spec, "--config": config_file, "--batch-size": batch_size, "--lr": lr,
+                    "--optimizer": optimizer, "--lambda": w_gan, "--image-size": image_size, "--channels": channels,
+                    "--s-dim": s_dim, "--z-dim": z_dim, "--trunk": trunk, "--holdout-identities": holdout_identities,
+                    "--test-fraction": test_fraction, "--seed": seed, "--set": overrides or None}
+        given = [name for name, value in settings.items() if value is not None]
+        if given:
+            raise UsageError(f"--resume continues the run with the settings in its checkpoint, so {', '.join(given)} "
+                             "would be ignored: drop them (--steps, --time-budget and --device may be given)")
         model, train_cfg, data = ModelConfig(), TrainConfig(steps=steps or 0), {}
     else:
         options = {

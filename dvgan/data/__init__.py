@@ -106,18 +106,27 @@ def _sprite_arrays(per_id: int, size: int, seed: int) -> tuple:
     return arrays
 
 
-def _load_sprites(spec, arg, size, channels, seed) -> ImageSet:
+def _sprites_per_identity(spec: str, arg: str) -> int:
     try:
         per_id = int(arg) if arg else 100
     except ValueError:
         raise DataError(f"{spec}: sprites:PER_ID needs an integer, got {arg!r}") from None
     if per_id < 2:
         raise DataError(f"{spec}: at least 2 images per identity are needed")
+    return per_id
+
+
+def _sprite_channels(images: np.ndarray, channels: int | None) -> np.ndarray:
+    """Rendered sprites uint8 (N, H, W, 3) -> (N, C, H, W); one channel is ITU-R 601 luma, as Pillow's "L"."""
+    if channels == 1:
+        return np.round(images.astype(np.float32) @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[:, None]
+    return images.transpose(0, 3, 1, 2)
+
+
+def _load_sprites(spec, arg, size, channels, seed) -> ImageSet:
+    per_id = _sprites_per_identity(spec, arg)
     images, identity, factors = _sprite_arrays(per_id, size, seed)
-    images = images.transpose(0, 3, 1, 2)
-    if channels == 1:  # ITU-R 601 luma, as Pillow's "L" conversion
-        images = np.round(images.astype(np.float32).transpose(0, 2, 3, 1) @ np.array([0.299, 0.587, 0.114]))
-        images = images.astype(np.uint8)[:, None]
+    images = _sprite_channels(images, channels)
     names = [sprites.identity_name(i) for i in range(sprites.NUM_IDENTITIES)]
     return ImageSet(np.ascontiguousarray(images), identity, [f"sprites:{i}" for i in range(len(identity))],
                     names, factors, sprites.attributes_of(identity), spec,
@@ -125,14 +134,21 @@ def _load_sprites(spec, arg, size, channels, seed) -> ImageSet:
                      "attribute_names": list(sprites.ATTRIBUTES)})
 
 
-def _load_mnist(spec, directory, size, channels) -> ImageSet:
+def _mnist_arrays(directory: str) -> tuple:
     try:
-        x, y = mnist.load(directory)
+        return mnist.load(directory)
     except ValueError as exc:
         raise DataError(str(exc)) from None
+
+
+def _mnist_image(digit: np.ndarray, size: int, channels: int | None) -> np.ndarray:
     from PIL import Image
-    ch = channels or 1
-    images = np.stack([image_to_uint8(Image.fromarray(im, "L"), size, ch) for im in x])
+    return image_to_uint8(Image.fromarray(digit, "L"), size, channels or 1)
+
+
+def _load_mnist(spec, directory, size, channels) -> ImageSet:
+    x, y = _mnist_arrays(directory)
+    images = np.stack([_mnist_image(im, size, channels) for im in x])
     return ImageSet(images, y, [f"mnist:{i}" for i in range(len(y))], [str(d) for d in range(10)],
                     spec=spec, meta={"directory": os.path.abspath(directory)})
 
@@ -165,6 +181,45 @@ def _load_folder(root, size, channels) -> ImageSet:
     images = np.stack([image_to_uint8(im, size, channels) for im in decoded])
     return ImageSet(images, np.asarray(labels, dtype=np.int64), sources, people, spec=root,
                     meta={"root": os.path.abspath(root), "skipped": skipped})
+
+
+def load_items(spec: str, sources, image_size: int, channels: int, seed: int = 0) -> list:
+    """Some images of a data spec, named by their sources (ImageSet.sources: "sprites:i", "mnist:i", or a
+    file's path within an identity folder), each drawn or read alone rather than loading the whole set.
+
+    Returns one uint8 (C, H, W) per source, equal to load(spec, image_size, channels, seed).images[i],
+    or None for a source the spec does not hold (a file since removed, an index out of range).
+    """
+    kind, _, arg = spec.partition(":")
+    if kind == "sprites":
+        per_id = _sprites_per_identity(spec, arg)
+        idx = [_item_number(s, "sprites", sprites.NUM_IDENTITIES * per_id) for s in sources]
+        found = np.array([i for i in idx if i is not None], dtype=np.int64)
+        # The factors of every image come from one seeded stream, as in sprites.generate; drawing them is
+        # cheap, rendering is not: only the images asked for are rendered.
+        factors = sprites.sample_factors(sprites.NUM_IDENTITIES * per_id, np.random.default_rng(seed))
+        drawn = iter(_sprite_channels(sprites.render(found // per_id, factors[found], image_size), channels)
+                     if len(found) else [])
+        return [None if i is None else next(drawn) for i in idx]
+    if kind == "mnist":
+        x, _ = _mnist_arrays(arg)
+        idx = [_item_number(s, "mnist", len(x)) for s in sources]
+        return [None if i is None else _mnist_image(x[i], image_size, channels) for i in idx]
+    out = []
+    for source in sources:
+        try:
+            out.append(image_to_uint8(open_image(os.path.join(spec, str(source))), image_size, channels))
+        except ImageError:
+            out.append(None)
+    return out
+
+
+def _item_number(source, kind: str, n: int) -> int | None:
+    """i of a source "KIND:i" with 0 <= i < n, else None."""
+    prefix, _, number = str(source).partition(":")
+    if prefix != kind or not number.isdigit() or int(number) >= n:
+        return None
+    return int(number)
 
 
 def make_split(data: ImageSet, holdout_identities: float | None = None,
@@ -219,4 +274,4 @@ def _split_dict(kind, train, test, data: ImageSet) -> dict:
     }
 
 
-__all__ = ["ImageSet", "DataError", "ImageError", "load", "make_split", "default_channels", "sprites"]
+__all__ = ["ImageSet", "DataError", "ImageError", "load", "load_items", "make_split", "default_channels", "sprites"]

@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..errors import RuntimeFailure, UsageError
+from ..export.manifest import GRAPHS, WEIGHTS
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def _ort_cuda() -> bool:
 
 
 def _has_fp16(manifest: dict) -> bool:
-    return all(f in manifest["files"] for f in ("encoder.fp16.onnx", "decoder.fp16.onnx"))
+    return all(forms["fp16"] in manifest["files"] for forms in GRAPHS.values())
 
 
 def _ort_precision(manifest: dict, device: str, precision: str) -> str:
@@ -88,8 +89,8 @@ def _open_ort(bundle_dir, manifest, device, precision, threads):
 def _open_torch(bundle_dir, manifest, device, precision, cuda_graphs):
     if not _installed("torch"):
         raise RuntimeFailure("backend torch is not installed (pip install torch)")
-    if "model.pt" not in manifest["files"]:
-        raise RuntimeFailure("the bundle has no model.pt for the torch backend")
+    if WEIGHTS not in manifest["files"]:
+        raise RuntimeFailure(f"the bundle has no {WEIGHTS} for the torch backend")
     from .torch_backend import TorchBackend
     return TorchBackend(bundle_dir, device, "fp32" if precision == "auto" else precision,
                         cuda_graphs, int(manifest.get("max_batch", 256)))

@@ -72,9 +72,7 @@ class Engine:
         bundle = os.fspath(bundle) if bundle is not None else defaults.bundle_dir()
         manifest = load_manifest(bundle, verify=verify)
         choice = choose(bundle, manifest, backend, device, precision, threads, cuda_graphs)
-        if hasattr(choice.backend, "io") and choice.backend.io() != manifest["io"]:
-            raise InputError(f"{bundle}: the {choice.backend.name} graphs' shapes disagree with manifest.json; "
-                             "the bundle was edited or mixed with another")
+        check_io(bundle, choice.backend, manifest)
         engine = cls(bundle, manifest, bundle_digest(bundle), choice)
         log.info("loaded %s in %.2f s; %s", bundle, time.perf_counter() - t0, choice.report())
         return engine
@@ -198,6 +196,14 @@ class Engine:
         z = ca.mu + t * (cb.mu - ca.mu)  # (steps, z_dim), one per row
         out = self.decode(np.tile(s, (steps, 1)), np.repeat(z, steps, axis=0))
         return out.reshape(steps, steps, *out.shape[1:])
+
+
+def check_io(bundle: str, backend, manifest: dict) -> None:
+    """Refuse a backend whose graphs (ONNX, plans or weights) take or give other names or shapes than the
+    manifest's "io" says: every backend reports its own with io()."""
+    if backend.io() != manifest["io"]:
+        raise InputError(f"{bundle}: the {backend.name} graphs' shapes disagree with manifest.json; "
+                         "the bundle was edited or mixed with another")
 
 
 def _load_prior(bundle_dir: str, manifest: dict) -> dict | None:

@@ -7,7 +7,8 @@ An index directory holds::
                         and the sha256 of each file below (checked before any of them is parsed)
     specified.faiss     faiss index over s   (N, s_dim)
     unspecified.faiss   faiss index over mu  (N, z_dim)
-    items.json          {"paths": [...], "labels": [...] or null}: where each id came from
+    items.json          {"paths": [...], "labels": [...] or null}: where each id came from, and its
+                        identity label (null for an image added without one)
 
 It is written into a temporary sibling folder and renamed into place. Loading it with an engine whose
 bundle has another digest is an error: codes from different weights are not comparable.
@@ -23,16 +24,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import threading
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError, UsageError
+from ..errors import InputError, UsageError, first_line
 from . import search as S
-from ..export.manifest import sha256_file
+from ..files import replacing_folder, sha256_file
 from .inputs import to_codes
 
 log = logging.getLogger(__name__)
@@ -105,7 +104,10 @@ class CodeIndex:
         return self.meta["method"]
 
     def add_codes(self, s: np.ndarray, mu: np.ndarray, paths, labels=None) -> None:
-        """Append codes (N, s_dim) and (N, z_dim) with their paths (and identity labels, if known)."""
+        """Append codes (N, s_dim) and (N, z_dim) with their paths (and identity labels, if known).
+
+        Labelled and unlabelled additions may be mixed: an image added without a label has label None
+        (Hit.label None), and the labels already held are kept."""
         s = to_codes("s", s, self.meta["dims"]["specified"])
         mu = to_codes("mu", mu, self.meta["dims"]["unspecified"])
         paths = [str(p) for p in paths]
@@ -114,17 +116,14 @@ class CodeIndex:
         if labels is not None and len(labels) != len(paths):
             raise UsageError("labels must match paths in length")
         with self.lock:
-            if self.labels is None and labels is not None and not self.paths:
-                self.labels = []
-            if (self.labels is None) != (labels is None):
-                labels = None
-                self.labels = None
+            if self.labels is None and labels is not None:
+                self.labels = [None] * len(self.paths)  # the images added so far came without labels
             for by, codes in (("specified", s), ("unspecified", mu)):
                 S.train_if_needed(self.faiss[by], codes)
                 self.faiss[by].add(codes)
             self.paths += paths
             if self.labels is not None:
-                self.labels += [int(v) for v in labels]
+                self.labels += [None] * len(paths) if labels is None else [int(v) for v in labels]
             self._gpu.clear()
 
     def add_images(self, engine, images, paths, labels=None) -> None:
@@ -202,16 +201,37 @@ class CodeIndex:
         return [[Hit(int(i), self.paths[i], float(d), None if self.labels is None else self.labels[i])
                  for d, i in zip(drow, irow) if i >= 0] for drow, irow in zip(dist, ids)]
 
+    def images(self, ids, image_size: int, channels: int) -> list:
+        """The gallery entries ids as uint8 (channels, image_size, image_size), found from where each came
+        (its path): an image file is read, an item of the index's data spec ("sprites:i", "mnist:i", a
+        file of an identity folder) is drawn or read alone. None for an entry that is no longer there."""
+        from ..data import load_items
+        from ..data.preprocess import ImageError, image_to_uint8, open_image
+        found, items = {}, []
+        for i in ids:
+            if not os.path.isabs(self.paths[i]):  # image files are indexed by their absolute paths
+                items.append(i)
+                continue
+            try:
+                found[i] = image_to_uint8(open_image(self.paths[i]), image_size, channels)
+            except ImageError:
+                pass
+        spec = self.meta.get("data_spec")
+        if items and spec:
+            found.update(zip(items, load_items(spec, [self.paths[i] for i in items], image_size, channels)))
+        missing = [self.paths[i] for i in ids if found.get(i) is None]
+        if missing:
+            log.warning("%d gallery image(s) not found: %s", len(missing), ", ".join(missing[:3]))
+        return [found.get(i) for i in ids]
+
     # -- files ---------------------------------------------------------------------------------
 
     def save(self, directory: str) -> None:
         """Write the index folder: into a temporary sibling, then renamed over any old one."""
         import faiss
-        directory = os.path.abspath(directory)
-        parent = os.path.dirname(directory)
-        os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(directory) + ".")
-        try:
+        if os.path.exists(directory) and not os.path.isfile(os.path.join(directory, "index.json")):
+            raise UsageError(f"{os.path.abspath(directory)}: exists and is not a dvgan index; not replacing it")
+        with replacing_folder(directory) as tmp:
             with self.lock:
                 for by in BY:
                     faiss.write_index(self.faiss[by], os.path.join(tmp, by + ".faiss"))
@@ -221,19 +241,6 @@ class CodeIndex:
             meta["files"] = {name: sha256_file(os.path.join(tmp, name)) for name in DATA_FILES}
             with open(os.path.join(tmp, "index.json"), "w", encoding="utf-8") as f:
                 json.dump(meta, f, indent=2)
-            old = None
-            if os.path.exists(directory):
-                if not os.path.isfile(os.path.join(directory, "index.json")):
-                    raise UsageError(f"{directory}: exists and is not a dvgan index; not replacing it")
-                old = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(directory) + ".old.")
-                os.rmdir(old)
-                os.replace(directory, old)
-            os.replace(tmp, directory)
-            if old:
-                shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
     @classmethod
     def load(cls, directory: str, engine=None, device: str = "auto") -> "CodeIndex":
@@ -264,7 +271,7 @@ class CodeIndex:
             try:
                 indexes[by] = faiss.read_index(path)
             except RuntimeError as exc:
-                raise InputError(f"{path}: not a readable faiss index ({str(exc).splitlines()[0][:120]})") from None
+                raise InputError(f"{path}: not a readable faiss index ({first_line(exc, 120)})") from None
             if indexes[by].ntotal != meta.get("count"):
                 raise InputError(f"{path}: holds {indexes[by].ntotal} codes, index.json says {meta.get('count')}")
         if len(items.get("paths", [])) != meta["count"]:

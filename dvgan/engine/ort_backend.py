@@ -10,7 +10,8 @@ import os
 
 import numpy as np
 
-from ..errors import RuntimeFailure
+from ..errors import RuntimeFailure, first_line
+from ..export.manifest import GRAPHS
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,6 @@ class OrtBackend:
     def __init__(self, bundle_dir: str, device: str = "cpu", precision: str = "fp32", threads: int = 0):
         import onnxruntime as ort
 
-        suffix = ".fp16.onnx" if precision == "fp16" else ".onnx"
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads = int(threads)  # 0: one per physical core
@@ -42,11 +42,10 @@ class OrtBackend:
         providers = [CUDA, CPU] if device == "cuda" else [CPU]
         self.device, self.precision = device, precision
         try:
-            self.enc = ort.InferenceSession(os.path.join(bundle_dir, "encoder" + suffix), opts, providers=providers)
-            self.dec = ort.InferenceSession(os.path.join(bundle_dir, "decoder" + suffix), opts, providers=providers)
+            self.enc, self.dec = (ort.InferenceSession(os.path.join(bundle_dir, GRAPHS[role][precision]), opts,
+                                                       providers=providers) for role in ("encoder", "decoder"))
         except Exception as exc:  # ORT raises its own exception types for bad graphs and provider failures
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise RuntimeFailure(f"onnxruntime could not open the bundle's graphs ({first[:200]})") from None
+            raise RuntimeFailure(f"onnxruntime could not open the bundle's graphs ({first_line(exc)})") from None
         if device == "cuda" and self.enc.get_providers()[0] != CUDA:
             raise RuntimeFailure("onnxruntime's CUDA provider is installed but could not start on this machine")
 

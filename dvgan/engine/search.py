@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from ..errors import RuntimeFailure, UsageError
+from ..errors import RuntimeFailure, UsageError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def faiss_gpu_problem() -> str | None:
         _, got = gpu.search(q, 5)
         _, want = cpu.search(q, 5)
     except Exception as exc:  # a wheel without kernels for this card fails here with a CUDA error
-        return f"faiss-gpu smoke search failed ({str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__})"
+        return f"faiss-gpu smoke search failed ({first_line(exc, 120)})"
     if not np.array_equal(got, want):
         return "faiss-gpu smoke search disagrees with the CPU"
     return None

@@ -90,6 +90,7 @@ class TorchBackend:
                  cuda_graphs: bool = False, max_batch: int = 256):
         import torch
 
+        from ..export.manifest import WEIGHTS
         from ..train.checkpoint import build_models, load_checkpoint
 
         if precision not in DTYPES:
@@ -102,7 +103,7 @@ class TorchBackend:
             raise UsageError("CUDA graphs need device cuda")
         self.device, self.precision, self.cuda_graphs = device, precision, cuda_graphs
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-        state = load_checkpoint(os.path.join(bundle_dir, "model.pt"))
+        state = load_checkpoint(os.path.join(bundle_dir, WEIGHTS))
         self.cfg, enc, dec = build_models(state, device)
         self.enc, self.dec = enc.to(self.dtype), dec.to(self.dtype)
         self._enc_call, self._dec_call = self.enc, self.dec

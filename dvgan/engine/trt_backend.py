@@ -1,7 +1,8 @@
 """TensorRT backend: the bundle's encoder.plan / decoder.plan, when they were built for this GPU.
 
 A plan only runs on the TensorRT version and GPU model it was built with; its JSON sidecar records
-both, and ``plan_problem`` compares them with this machine before anything is deserialised.
+both, and ``plan_problem`` checks them with the exporter's rule (export.tensorrt.plan_mismatch)
+before anything is deserialised.
 
 Threading: an execution context holds per-call state, so each plan keeps a small pool of contexts;
 a call borrows one, runs on its own CUDA stream, synchronises, and returns it.
@@ -17,10 +18,10 @@ import queue
 import numpy as np
 
 from ..errors import RuntimeFailure
+from ..export.manifest import GRAPHS
 
 log = logging.getLogger(__name__)
 
-PLANS = ("encoder.plan", "decoder.plan")
 CONTEXTS = 4  # concurrent calls per plan before callers wait
 
 
@@ -28,35 +29,31 @@ def tensorrt_installed() -> bool:
     return importlib.util.find_spec("tensorrt") is not None
 
 
-def _capability(value) -> str:
-    if isinstance(value, (list, tuple)):
-        return ".".join(str(v) for v in value)
-    return str(value)
-
-
 def plan_problem(bundle_dir: str, manifest: dict) -> str | None:
     """Why the bundle's plans cannot run here, or None when they can (needs a CUDA GPU and torch)."""
     if not tensorrt_installed():
         return "the tensorrt package is not installed"
-    missing = [p for p in PLANS if p not in manifest["files"]]
+    missing = [forms["plan"] for forms in GRAPHS.values() if forms["plan"] not in manifest["files"]]
     if missing:
         return "the bundle has no TensorRT plans (export with TensorRT to add them)"
     import tensorrt as trt
     import torch
+
+    from ..export.tensorrt import machine_info, plan_mismatch
     if not torch.cuda.is_available():
         return "no CUDA GPU is visible"
-    here = {"tensorrt_version": trt.__version__, "gpu_name": torch.cuda.get_device_name(),
-            "compute_capability": _capability(torch.cuda.get_device_capability())}
-    for plan in PLANS:
+    here = machine_info(trt)
+    for forms in GRAPHS.values():
         try:
-            with open(os.path.join(bundle_dir, plan + ".json"), encoding="utf-8") as f:
+            with open(os.path.join(bundle_dir, forms["sidecar"]), encoding="utf-8") as f:
                 side = json.load(f)
         except (OSError, json.JSONDecodeError) as exc:
-            return f"{plan}.json is unreadable ({exc})"
-        for key, value in here.items():
-            recorded = _capability(side.get(key)) if key == "compute_capability" else side.get(key)
-            if recorded != value:
-                return f"{plan} was built for {key} {recorded!r}, this machine has {value!r}"
+            return f"{forms['sidecar']} is unreadable ({exc})"
+        if not isinstance(side, dict):
+            return f"{forms['sidecar']}: not a dvgan TensorRT plan description"
+        problem = plan_mismatch({"plan": forms["plan"], **side}, here)
+        if problem:
+            return problem
     return None
 
 
@@ -70,6 +67,15 @@ class _Plan:
         self.pool: queue.Queue = queue.Queue()
         for _ in range(CONTEXTS):
             self.pool.put(self.engine.create_execution_context())
+
+    def io(self) -> dict:
+        """The plan's own IO names and shapes, {"inputs": {name: shape}, "outputs": ...}, the dynamic batch as "N"."""
+        import tensorrt as trt
+        out = {"inputs": {}, "outputs": {}}
+        for name in self.names:
+            side = "inputs" if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else "outputs"
+            out[side][name] = ["N" if int(d) < 0 else int(d) for d in self.engine.get_tensor_shape(name)]
+        return out
 
     def run(self, inputs: dict, outputs: list[str]) -> list[np.ndarray]:
         import tensorrt as trt
@@ -105,10 +111,14 @@ class TrtBackend:
         self.device, self.precision = "cuda", "plan"
         self.logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(self.logger)
-        self.enc = _Plan(runtime, os.path.join(bundle_dir, "encoder.plan"))
-        self.dec = _Plan(runtime, os.path.join(bundle_dir, "decoder.plan"))
-        with open(os.path.join(bundle_dir, "encoder.plan.json"), encoding="utf-8") as f:
+        self.enc = _Plan(runtime, os.path.join(bundle_dir, GRAPHS["encoder"]["plan"]))
+        self.dec = _Plan(runtime, os.path.join(bundle_dir, GRAPHS["decoder"]["plan"]))
+        with open(os.path.join(bundle_dir, GRAPHS["encoder"]["sidecar"]), encoding="utf-8") as f:
             self.precision = json.load(f).get("precision", "plan")
+
+    def io(self) -> dict:
+        """The plans' IO names and shapes, in the manifest's "io" layout."""
+        return {"encoder": self.enc.io(), "decoder": self.dec.io()}
 
     def describe(self) -> str:
         return f"tensorrt {self.precision} plans on cuda"
@@ -121,4 +131,4 @@ class TrtBackend:
         return self.dec.run({"s": s, "z": z}, ["image"])[0]
 
 
-__all__ = ["TrtBackend", "plan_problem", "tensorrt_installed", "PLANS"]
+__all__ = ["TrtBackend", "plan_problem", "tensorrt_installed"]

@@ -9,7 +9,7 @@ import torch
 
 from ..data.preprocess import float_to_uint8
 from ..prior import draw
-from ..train.checkpoint import atomic_write
+from ..files import atomic_write
 
 PAD = 2  # pixels between tiles
 

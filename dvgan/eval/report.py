@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 
-from ..train.checkpoint import atomic_write
+from ..files import atomic_write
 
 CODE_NAMES = {"z_mu": "z (mu)", "z_sample": "z (sample)", "s": "s", "pixels": "raw pixels",
               "cnn": "CNN on the images"}

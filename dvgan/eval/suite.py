@@ -27,7 +27,7 @@ from ..data import sprites
 from ..data.preprocess import float_to_uint8
 from ..errors import InputError, UsageError
 from .. import prior
-from ..train.checkpoint import build_models, load_checkpoint, saved_prior
+from ..train.checkpoint import CHECKPOINT, build_models, load_checkpoint, saved_prior
 from . import analogies, figures, judge, probes, retrieval
 from .report import write_comparison, write_report
 
@@ -72,7 +72,7 @@ def load_run(run_dir: str) -> dict:
     """The run's checkpoint, models (eval mode, CPU), data set and recorded split."""
     if not os.path.isdir(run_dir):
         raise UsageError(f"{run_dir}: no such run folder")
-    for name in ("checkpoint.pt", "split.json"):
+    for name in (CHECKPOINT, "split.json"):
         if not os.path.isfile(os.path.join(run_dir, name)):
             raise UsageError(f"{run_dir}: not a dvgan run folder (no {name})")
     state = load_checkpoint(run_dir)

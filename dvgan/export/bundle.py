@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 import time
 
 import numpy as np
@@ -20,15 +18,15 @@ from ..errors import UsageError
 from ..data.preprocess import RESIZE
 from ..train.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from ..train.checkpoint import FORMAT_VERSION as CHECKPOINT_FORMAT_VERSION
-from ..train.checkpoint import build_models, load_checkpoint, saved_prior
+from ..train.checkpoint import build_models, checkpoint_path, load_checkpoint, saved_prior
 from . import fp16 as fp16_mod
 from . import onnx as onnx_mod
-from .manifest import (MANIFEST, base_manifest, file_entry, onnx_metadata, sha256_file, write_manifest)
+from ..files import replacing_folder, sha256_file
+from .manifest import GRAPHS, MANIFEST, PRIOR, WEIGHTS, base_manifest, file_entry, onnx_metadata, write_manifest
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH_LIMIT = 1 << 16
-PRIOR_FILE = "z_prior.npz"
 TRT_PRECISIONS = ("fp16", "fp32")
 
 
@@ -46,23 +44,6 @@ def _check_destination(out_dir: str) -> None:
         raise UsageError(f"{out_dir}: folder exists and is not a dvgan bundle; refusing to replace it")
 
 
-def _replace_folder(tmp: str, out_dir: str) -> None:
-    """Move the finished tmp folder to out_dir; an earlier bundle there is swapped out, then removed."""
-    old = None
-    if os.path.isdir(out_dir):
-        old = tempfile.mkdtemp(dir=os.path.dirname(out_dir), prefix="." + os.path.basename(out_dir) + ".old-")
-        os.rmdir(old)
-        os.rename(out_dir, old)
-    try:
-        os.rename(tmp, out_dir)
-    except BaseException:
-        if old is not None:
-            os.rename(old, out_dir)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _weights_copy(state: dict) -> dict:
     """What the PyTorch backend needs, in the checkpoint format; no optimizer or RNG state."""
     return {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_FORMAT_VERSION,
@@ -72,19 +53,15 @@ def _weights_copy(state: dict) -> dict:
 
 
 def _write_prior(folder: str, fitted: dict | None, files: dict) -> dict | None:
-    """PRIOR_FILE (mean, scale) for the engine's sampler and its manifest record; None without a prior."""
+    """PRIOR (mean, scale) for the engine's sampler and its manifest record; None without a prior."""
     if fitted is None:
         log.warning("the checkpoint predates the fitted z prior; the bundle samples z ~ N(0, I)")
         return None
-    with open(os.path.join(folder, PRIOR_FILE), "wb") as f:
+    with open(os.path.join(folder, PRIOR), "wb") as f:
         np.savez(f, mean=fitted["mean"].numpy(), scale=fitted["scale"].numpy())
-    files[PRIOR_FILE] = ("z_prior", "npz", "fp32")
-    return {"file": PRIOR_FILE, "kind": "gaussian", "n_images": int(fitted.get("n_images", 0)),
+    files[PRIOR] = ("z_prior", "npz", "fp32")
+    return {"file": PRIOR, "kind": "gaussian", "n_images": int(fitted.get("n_images", 0)),
             "fitted_to": "posterior means mu of training images"}
-
-
-def _checkpoint_path(source: str) -> str:
-    return os.path.join(source, "checkpoint.pt") if os.path.isdir(source) else source
 
 
 def _validate(source: str, trt, opset: int, max_batch: int) -> None:
@@ -121,14 +98,10 @@ def export_bundle(source: str, out_dir: str | None = None, *, fp16: bool = False
     cfg, encoder, decoder = build_models(state)
     started = time.perf_counter()
 
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(out_dir) + ".tmp-")
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a bundle is meant to be shared
-    try:
+    with replacing_folder(out_dir) as tmp:
         manifest = base_manifest(state["model_config"], opset=opset, max_batch=max_batch, resize=RESIZE,
                                  source={"step": int(state.get("step", 0)), "data": dict(state.get("data") or {}),
-                                         "checkpoint_sha256": sha256_file(_checkpoint_path(source))})
+                                         "checkpoint_sha256": sha256_file(checkpoint_path(source))})
         graphs = {"encoder": onnx_mod.export_encoder(encoder, cfg, opset),
                   "decoder": onnx_mod.export_decoder(decoder, cfg, opset)}
         variants = {"fp32": graphs}
@@ -137,7 +110,7 @@ def export_bundle(source: str, out_dir: str | None = None, *, fp16: bool = False
         files, blobs = {}, {}
         for precision, models in variants.items():
             for role, model in models.items():
-                name = f"{role}.onnx" if precision == "fp32" else f"{role}.{precision}.onnx"
+                name = GRAPHS[role][precision]
                 onnx_mod.set_metadata(model, onnx_metadata(manifest, role=role, precision=precision))
                 onnx_mod.check_model(model, name)
                 blobs.setdefault(precision, {})[role] = onnx_mod.serialize(model, name)
@@ -150,8 +123,8 @@ def export_bundle(source: str, out_dir: str | None = None, *, fp16: bool = False
                                                          encoder, decoder, cfg)
             if fp16:
                 verification["fp16"] = fp16_mod.verify_fp16(blobs["fp32"], blobs["fp16"], cfg)
-        torch.save(_weights_copy(state), os.path.join(tmp, "model.pt"))
-        files["model.pt"] = ("weights", "torch", "fp32")
+        torch.save(_weights_copy(state), os.path.join(tmp, WEIGHTS))
+        files[WEIGHTS] = ("weights", "torch", "fp32")
         manifest["z_prior"] = _write_prior(tmp, saved_prior(state, cfg.z_dim), files)
         if trt_mod is not None:
             verification["tensorrt"] = _build_plans(trt_mod, tmp, trt, cfg, manifest, blobs, max_batch,
@@ -160,10 +133,6 @@ def export_bundle(source: str, out_dir: str | None = None, *, fp16: bool = False
                              for name, (role, kind, precision) in sorted(files.items())}
         manifest["verification"] = verification or None
         write_manifest(tmp, manifest)
-        _replace_folder(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("exported %s in %.1f s", out_dir, time.perf_counter() - started)
     return out_dir
 
@@ -175,17 +144,17 @@ def _build_plans(trt, folder: str, precision: str, cfg, manifest: dict, blobs: d
     gpu = trt_build.gpu_info()
     cache = timing_cache or trt_build.default_timing_cache(trt.__version__, gpu)
     plans = {}
-    for role in ("encoder", "decoder"):
-        onnx_name = f"{role}.onnx" if precision == "fp32" else f"{role}.{precision}.onnx"
-        plan_path = os.path.join(folder, f"{role}.plan")
+    for role, forms in GRAPHS.items():
+        onnx_name = forms[precision]
+        plan_path = os.path.join(folder, forms["plan"])
         inputs = {name: shape[1:] for name, shape in manifest["io"][role]["inputs"].items()}
         sidecar = trt_build.build_plan(trt, os.path.join(folder, onnx_name), plan_path, role=role,
                                        precision=precision, inputs=inputs, max_batch=max_batch,
                                        timing_cache=cache)
         sidecar["onnx_sha256"] = sha256_file(os.path.join(folder, onnx_name))
-        trt_build.write_sidecar(plan_path, sidecar)
-        files[f"{role}.plan"] = (role, "plan", precision)
-        files[f"{role}.plan.json"] = (role, "json", None)
+        trt_build.write_sidecar(os.path.join(folder, forms["sidecar"]), sidecar)
+        files[forms["plan"]] = (role, "plan", precision)
+        files[forms["sidecar"]] = (role, "json", None)
         with open(plan_path, "rb") as f:
             plans[role] = f.read()
     if not verify:

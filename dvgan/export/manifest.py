@@ -14,20 +14,29 @@ manifest.json records every other file with its sha256, size, role, precision an
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 
 from .. import __version__
 from ..errors import InputError, UsageError
+from ..files import sha256_file
 
 log = logging.getLogger(__name__)
 
 FORMAT = "dvgan-bundle"
 FORMAT_VERSION = 1
+# The files of a bundle: the one place their names are spelled.
 MANIFEST = "manifest.json"
-REQUIRED_FILES = ("encoder.onnx", "decoder.onnx")
+WEIGHTS = "model.pt"   # weights-only checkpoint for the PyTorch backend
+PRIOR = "z_prior.npz"  # the sampling prior (manifest "z_prior")
+GRAPHS = {             # role -> its graph in each form: ONNX fp32 / fp16, TensorRT plan and the plan's sidecar
+    "encoder": {"fp32": "encoder.onnx", "fp16": "encoder.fp16.onnx", "plan": "encoder.plan",
+                "sidecar": "encoder.plan.json"},
+    "decoder": {"fp32": "decoder.onnx", "fp16": "decoder.fp16.onnx", "plan": "decoder.plan",
+                "sidecar": "decoder.plan.json"},
+}
+REQUIRED_FILES = tuple(forms["fp32"] for forms in GRAPHS.values())
 REQUIRED_KEYS = ("model_config", "image_size", "channels", "s_dim", "z_dim", "preprocess", "io", "files")
 KINDS = ("onnx", "plan", "torch", "json", "npz")
 PRECISIONS = ("fp32", "fp16", None)
@@ -36,14 +45,6 @@ METADATA_PREFIX = "dvgan."
 # stay out: a file cannot hold its own checksum, and the numbers are measured on the graphs.
 EMBEDDED_KEYS = ("format", "format_version", "model_config", "image_size", "channels", "s_dim", "z_dim",
                  "preprocess", "io", "opset", "max_batch", "versions", "source")
-
-
-def sha256_file(path: str, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def file_entry(bundle_dir: str, name: str, *, role: str, kind: str, precision: str | None = None) -> dict:
@@ -234,5 +235,5 @@ def bundle_digest(bundle_dir) -> str:
     return sha256_file(path)
 
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "load_manifest", "bundle_digest", "file_entry",
-           "base_manifest", "io_spec", "onnx_metadata", "read_onnx_metadata", "write_manifest", "sha256_file"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "WEIGHTS", "PRIOR", "GRAPHS", "load_manifest", "bundle_digest", "file_entry",
+           "base_manifest", "io_spec", "onnx_metadata", "read_onnx_metadata", "write_manifest"]

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 import torch
 
-from ..errors import RuntimeFailure, UsageError
+from ..errors import RuntimeFailure, UsageError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,7 @@ def _export(module: torch.nn.Module, args: tuple, arg_names: list[str], input_na
             program = torch.onnx.export(module, args, input_names=input_names, output_names=output_names,
                                         opset_version=opset, dynamo=True, dynamic_shapes=dynamic, verbose=False)
     except Exception as exc:  # the exporter raises many types; say which graph failed and why
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise RuntimeFailure(f"ONNX export of the {type(module).__name__.lower()} failed: {first[:300]}") from exc
+        raise RuntimeFailure(f"ONNX export of the {type(module).__name__.lower()} failed: {first_line(exc, 300)}") from exc
     finally:
         for name, level in previous.items():
             logging.getLogger(name).setLevel(level)
@@ -97,8 +96,7 @@ def check_model(model: onnx.ModelProto, name: str) -> None:
     try:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        first = (str(exc).strip().splitlines() or ["invalid"])[0]
-        raise RuntimeFailure(f"{name}: the ONNX checker rejected the exported graph ({first[:300]})") from None
+        raise RuntimeFailure(f"{name}: the ONNX checker rejected the exported graph ({first_line(exc, 300)})") from None
 
 
 def serialize(model: onnx.ModelProto, name: str) -> bytes:

@@ -4,7 +4,7 @@ Networks are strongly typed (always so in TensorRT 11; the flag is set on 10), s
 precision is the precision of the graph it was parsed from: encoder.fp16.onnx gives an fp16 plan,
 encoder.onnx an fp32 one (with TF32 off where that flag exists). Each plan gets a JSON sidecar
 naming the TensorRT version and GPU it was built for; ``plan_mismatch`` compares a sidecar with the
-running machine so a loader can refuse a plan for another GPU or TensorRT and say why.
+running machine (``machine_info``), so that the TensorRT backend refuses a plan built elsewhere and says why.
 """
 from __future__ import annotations
 
@@ -49,6 +49,11 @@ def gpu_info(device: int = 0) -> dict:
     return {"gpu_name": torch.cuda.get_device_name(device), "compute_capability": f"{major}.{minor}"}
 
 
+def machine_info(trt) -> dict:
+    """What a plan is tied to, on this machine: the keys plan_mismatch compares."""
+    return {"tensorrt_version": str(trt.__version__), **gpu_info()}
+
+
 def default_timing_cache(tensorrt_version: str, gpu: dict) -> str:
     """A per-user timing cache, one per TensorRT version and GPU architecture, reused by every build."""
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -56,25 +61,33 @@ def default_timing_cache(tensorrt_version: str, gpu: dict) -> str:
     return os.path.join(root, "dvgan", "tensorrt", f"timing-trt{tensorrt_version}-sm{sm}.cache")
 
 
-def plan_mismatch(sidecar: dict, tensorrt_version: str, gpu: dict) -> str | None:
-    """Why a plan cannot run here (different TensorRT or GPU architecture), or None if it can.
+def _capability(value) -> str:
+    """A compute capability as "major.minor", from that string or a (major, minor) pair."""
+    if isinstance(value, (list, tuple)):
+        return ".".join(str(v) for v in value)
+    return str(value)
 
-    sidecar is a plan's .plan.json; gpu is gpu_info() of the machine that wants to run it.
 
-    A plan is tied to the exact TensorRT version that built it and to the GPU's compute capability;
-    another GPU model of the same capability runs it (TensorRT may warn about it).
+def plan_mismatch(sidecar: dict, here: dict) -> str | None:
+    """Why a plan cannot run here, or None if it can: the one rule the TensorRT backend applies.
+
+    sidecar is a plan's JSON sidecar; here is machine_info() of the machine that wants to run it.
+    A plan runs only with the exact TensorRT version that built it and on the GPU model it was built
+    for: kernels were chosen by timing them on that model, so another model, even of the same compute
+    capability, is refused too.
     """
     name = sidecar.get("plan", "plan")
     if sidecar.get("format") != PLAN_FORMAT:
         return f"{name}: sidecar is not a dvgan TensorRT plan description"
     built_trt = sidecar.get("tensorrt_version")
-    if built_trt != tensorrt_version:
-        return (f"{name} was built with TensorRT {built_trt}, this machine has TensorRT {tensorrt_version}; "
+    if built_trt != here["tensorrt_version"]:
+        return (f"{name} was built with TensorRT {built_trt}, this machine has TensorRT {here['tensorrt_version']}; "
                 "rebuild it with dvgan-export --trt")
-    if str(sidecar.get("compute_capability")) != str(gpu.get("compute_capability")):
-        return (f"{name} was built for {sidecar.get('gpu_name')} (compute capability "
-                f"{sidecar.get('compute_capability')}), this GPU is {gpu.get('gpu_name')} (compute capability "
-                f"{gpu.get('compute_capability')}); rebuild it with dvgan-export --trt")
+    built = (sidecar.get("gpu_name"), _capability(sidecar.get("compute_capability")))
+    if built != (here["gpu_name"], _capability(here["compute_capability"])):
+        return (f"{name} was built for {built[0]} (compute capability {built[1]}), this GPU is "
+                f"{here['gpu_name']} (compute capability {_capability(here['compute_capability'])}); "
+                "rebuild it with dvgan-export --trt")
     return None
 
 
@@ -92,7 +105,7 @@ def _load_timing_cache(config, path: str):
 
 
 def _save_timing_cache(config, path: str) -> None:
-    from ..train.checkpoint import atomic_write
+    from ..files import atomic_write
     cache = config.get_timing_cache()
     if cache is not None:
         data = bytes(memoryview(cache.serialize()))
@@ -140,8 +153,7 @@ def build_plan(trt, onnx_path: str, plan_path: str, *, role: str, precision: str
             "strongly_typed": True}
 
 
-def write_sidecar(plan_path: str, sidecar: dict) -> str:
-    path = plan_path + ".json"
+def write_sidecar(path: str, sidecar: dict) -> str:
     with open(path, "w", encoding="utf-8") as f:
         json.dump(sidecar, f, indent=2)
         f.write("\n")

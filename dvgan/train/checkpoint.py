@@ -2,39 +2,23 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 import torch
 
 from .. import __version__
-from ..errors import InputError, UsageError
+from ..errors import InputError, UsageError, first_line
+from ..files import atomic_write
 from ..config import ModelConfig, from_dict
 from ..model import Decoder, Encoder
 from ..prior import check_prior
 
 FORMAT = "dvgan-checkpoint"
 FORMAT_VERSION = 1
+CHECKPOINT = "checkpoint.pt"  # the checkpoint file of a run folder
 
 
 class CheckpointError(InputError):
     """A checkpoint that cannot be used; the message says why."""
-
-
-def atomic_write(path: str, write) -> None:
-    """Call write(fileobj) on a temporary file beside path, fsync, then os.replace it into place."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_checkpoint(path: str, state: dict) -> None:
@@ -43,17 +27,20 @@ def save_checkpoint(path: str, state: dict) -> None:
     atomic_write(path, lambda f: torch.save(state, f))
 
 
+def checkpoint_path(source: str) -> str:
+    """The checkpoint file that source names: RUN_DIR/checkpoint.pt for a run folder, else source itself."""
+    return os.path.join(source, CHECKPOINT) if os.path.isdir(source) else source
+
+
 def load_checkpoint(path: str, map_location="cpu") -> dict:
     """Load and check a checkpoint file (or RUN_DIR/checkpoint.pt); never unpickles arbitrary objects."""
-    if os.path.isdir(path):
-        path = os.path.join(path, "checkpoint.pt")
+    path = checkpoint_path(path)
     if not os.path.isfile(path):
         raise UsageError(f"{path}: no such checkpoint")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a loadable dvgan checkpoint ({first[:200]})") from None
+        raise CheckpointError(f"{path}: not a loadable dvgan checkpoint ({first_line(exc)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a dvgan checkpoint")
     if state.get("format_version") != FORMAT_VERSION:
@@ -73,7 +60,7 @@ def build_models(state: dict, device="cpu"):
         enc.load_state_dict(state["encoder"])
         dec.load_state_dict(state["decoder"])
     except (ValueError, RuntimeError, TypeError, KeyError) as exc:
-        raise CheckpointError(f"checkpoint weights do not fit its model config ({str(exc).splitlines()[0]})") from None
+        raise CheckpointError(f"checkpoint weights do not fit its model config ({first_line(exc)})") from None
     return cfg, enc.to(device).eval(), dec.to(device).eval()
 
 

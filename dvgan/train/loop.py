@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import replace
+import dataclasses
 import json
 import logging
 import math
@@ -18,13 +18,12 @@ from ..errors import RuntimeFailure, UsageError
 from ..config import ModelConfig, TrainConfig, from_dict, to_dict
 from ..model import Adversary, AutoEncoder, CodeMemory, LatentAdversary, PairCritic
 from .. import prior
-from .checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from ..files import atomic_write
+from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .sampler import TripletSampler
 from .step import Batch, adversary_step, generator_step
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT = "checkpoint.pt"
 
 
 class TrainingError(RuntimeFailure):
@@ -54,7 +53,7 @@ class Trainer:
 
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, data_cfg: dict,
                  out_dir: str, device: str = "auto", dataset=None, split=None):
-        train_cfg = train_cfg.validate()
+        train_cfg.validate()
         self.out_dir = out_dir
         self.device = resolve_device(device)
         self.rank, self.world = _dist_info()
@@ -69,14 +68,13 @@ class Trainer:
         self.dataset, self.split = dataset, split
         train_idx = np.asarray(split["train"], dtype=np.int64)
         # A copy: the caller's config is left as it was; steps follow the number of training images.
-        self.train_cfg = train_cfg = replace(train_cfg, steps=train_cfg.steps_for(len(train_idx)))
+        self.train_cfg = train_cfg = dataclasses.replace(train_cfg, steps=train_cfg.steps_for(len(train_idx)))
         if dataset.images.shape[1] != model_cfg.channels:
             raise data_mod.DataError(f"data has {dataset.images.shape[1]} channels, model expects {model_cfg.channels}")
         # The adversary's lookup tables index the training identities 0..K-1.
         self.id_values = sorted(set(dataset.labels[train_idx].tolist()))
         remap = {v: i for i, v in enumerate(self.id_values)}
-        model_cfg.num_ids = max(len(self.id_values), 1)
-        self.model_cfg = model_cfg.validate()
+        self.model_cfg = dataclasses.replace(model_cfg, num_ids=max(len(self.id_values), 1)).validate()
         self.images = torch.from_numpy(dataset.images[train_idx]).to(self.device)  # uint8 (N, C, H, W)
         self.labels = torch.tensor([remap[v] for v in dataset.labels[train_idx]], dtype=torch.long)
         try:
