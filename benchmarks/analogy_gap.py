@@ -82,8 +82,8 @@ def main() -> None:
     matrices = {}
     for path in args.runs:
         run = load_run(path)
-        if run["data"].factors is None:
-            raise SystemExit(f"{path}: not a sprites run (the renderer's factors are needed)")
+        if run["data"].renderer is None:
+            raise SystemExit(f"{path}: its data has no renderer (it draws sprites at fresh factors)")
         rng = np.random.default_rng(args.seed)
         changes = attribute_changes(run, args.n, rng)
         cells = [f"{d:.3f}, {p:.2f} dB ({own:.2f})" for d, p, own in changes.values()]

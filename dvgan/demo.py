@@ -2,7 +2,9 @@
 
 train -> export -> index the test identities -> query, swap, sample, interpolate -> quick evaluation
 -> OUT/report.md. Test identities are never seen in training, so every picture shows the model
-generalising to new identities.
+generalising to new identities. ``data`` runs the same demo on another data set (``lpc:DIR``: real
+LPC character sheets); the swap grid's truth and the analogy scores come wherever the data set knows
+its images' poses.
 """
 from __future__ import annotations
 
@@ -38,6 +40,9 @@ PRESETS = {
     "long": {"steps": RECIPE["train"]["steps"], "per_identity": 100, "eval_quick": False,  # the targets' run
              "train_seconds": None},
 }
+# Other data (--data) trains the plain decoder: the warp draws only what a shift, scale and turn of one
+# template can, and the moving arms, legs and weapons of real sprites are not that.
+PLAIN_MODEL = {**RECIPE["model"], "warp": False}
 STAGES = ("train", "export", "index", "query", "swap", "sample", "interpolate", "evaluate", "report")
 N_SWAP = 6      # identities in the swap grid
 N_SAMPLES = 8   # samples per identity
@@ -87,11 +92,12 @@ def _write_gallery(run_dir: str, gallery_dir: str, spec: str, seed: int, image_s
 
 
 def _true_swaps(ds, picks: list) -> list:
-    """What the renderer draws for the swap grid: row i, column j = render(identity of picks[j], factors
-    of picks[i]), uint8 (N, N, C, H, W); picks are gallery files (named by dataset index)."""
-    from .eval.analogies import true_swap_images
+    """The truth of the swap grid: row i, column j = the image of picks[j]'s identity in picks[i]'s pose
+    (None where the data set has none); picks are gallery files (named by dataset index)."""
+    from .eval.analogies import swap_truth_grid
     index = [int(os.path.splitext(os.path.basename(p))[0]) for p in picks]
-    return _u8(true_swap_images(ds.labels[index], ds.factors[index], ds.images.shape[-1], ds.images.shape[1]))
+    truth, found = swap_truth_grid(ds, index)
+    return [[truth[i, j] if found[i, j] else None for j in range(len(index))] for i in range(len(index))]
 
 
 def _cpu_times() -> tuple:
@@ -166,10 +172,12 @@ def _model_differences(found: dict, wanted) -> list:
 
 
 def run_demo(out_dir: str | None = None, preset: str = "default", device: str = "auto",
-             progress: bool = True, seed: int = 0) -> dict:
+             progress: bool = True, seed: int = 0, data: str | None = None) -> dict:
     """Run every stage into out_dir (default: $DVGAN_HOME or ./dvgan-out); returns the key numbers and paths.
 
-    A run already in out_dir/run is resumed (a finished one is reused), so the demo can be re-run.
+    data: a data spec to run on instead of the built-in sprites (e.g. ``lpc:DIR``), with its default
+    split; it trains the plain decoder (PLAIN_MODEL) at 32 x 32. A run already in out_dir/run is resumed
+    (a finished one is reused), so the demo can be re-run.
     """
     from tqdm import tqdm
 
@@ -186,7 +194,10 @@ def run_demo(out_dir: str | None = None, preset: str = "default", device: str = 
     out = os.path.abspath(out_dir or defaults.home())
     run_dir, bundle_dir, index_dir = (os.path.join(out, x) for x in ("run", "bundle", "index"))
     resume = os.path.exists(os.path.join(run_dir, CHECKPOINT))
-    model_cfg = ModelConfig(**RECIPE["model"])
+    model_cfg = ModelConfig(**(PLAIN_MODEL if data else RECIPE["model"]))
+    if data:
+        from .data import default_channels
+        model_cfg.channels = default_channels(data)
     planned, found = _existing_run(run_dir) if resume else (0, None)
     differences = _model_differences(found, model_cfg) if found is not None else []
     if differences:
@@ -196,9 +207,9 @@ def run_demo(out_dir: str | None = None, preset: str = "default", device: str = 
                          "choose another folder with -o")
     figs = os.path.join(out, "figures")
     os.makedirs(figs, exist_ok=True)
-    spec = f"sprites:{p['per_identity']}"
+    spec = data or f"sprites:{p['per_identity']}"
     t0, started, timings = time.perf_counter(), {}, {}  # timings: seconds of the stages finished so far
-    result = {"out": out, "preset": preset, "timings": timings}
+    result = {"out": out, "preset": preset, "timings": timings, "data": spec, "builtin": not data}
     bar = tqdm(total=len(STAGES), desc="demo", unit="stage", disable=not progress, position=0,
                bar_format="{desc}: {n}/{total} stages |{bar}| {elapsed} [{postfix}]")
 
@@ -261,7 +272,8 @@ def run_demo(out_dir: str | None = None, preset: str = "default", device: str = 
     grid = engine.swap(picks, picks, grid=True)  # (N, M, C, H, W): rows keep z, columns keep s
     heads = [image_to_uint8(open_image(x), size, ch) for x in picks]
     result["swap"] = _save_headed(os.path.join(figs, "swap.png"), heads, _u8(grid))
-    result["swap_truth"] = _save_headed(os.path.join(figs, "swap_truth.png"), heads, _true_swaps(dataset, picks))
+    if dataset.knows_truth:
+        result["swap_truth"] = _save_headed(os.path.join(figs, "swap_truth.png"), heads, _true_swaps(dataset, picks))
     done("swap")
 
     stage("sample")
@@ -302,8 +314,23 @@ def key_numbers(report: dict) -> dict:
         out["analogy_psnr"] = unseen["model"]["psnr"]
         out["best_copy_psnr"] = best_psnr(unseen, COPY_BASELINES)
         out["identity_mean_psnr"] = unseen["identity_mean"]["psnr"]
-    for name, f in report.get("factors", {}).items():  # how well each code tells the pose (sprites only)
-        out[f"{name}_r2_z"], out[f"{name}_r2_s"] = f["z_mu"]["test_r2"], f["s"]["test_r2"]
+    out["factor_kind"], out["factor_names"] = report.get("factor_kind"), list(report.get("factors", {}))
+    for name, f in report.get("factors", {}).items():  # how well each code tells the pose
+        if report.get("factor_kind") == "categorical":
+            out[f"{name}_error_z"], out[f"{name}_error_s"] = f["z_mu"]["test_error"], f["s"]["test_error"]
+            out[f"{name}_chance"] = f["chance_error"]
+        else:
+            out[f"{name}_r2_z"], out[f"{name}_r2_s"] = f["z_mu"]["test_r2"], f["s"]["test_r2"]
+    table1 = report.get("table1")
+    if table1:
+        mean = table1["mean"]
+        out["table1_s_error"], out["table1_z_error"] = mean["s"]["test_error"], mean["z_mu"]["test_error"]
+        out["table1_chance"] = mean["chance_error"]
+    pose = report.get("retrieval", {}).get("pose")
+    if pose:
+        out["pose_precision_z"], out["pose_precision_s"] = pose["z_mu"]["precision_at_k"], pose["s"]["precision_at_k"]
+    if unseen:
+        out["analogy_ssim"] = unseen["model"]["ssim"]
     samples = report.get("samples")
     if samples:
         out["sample_psnr"], out["sample_swap_psnr"] = samples["model"], samples["swap"]
@@ -327,16 +354,48 @@ def pose_r2(e: dict, code: str) -> str:
     return " / ".join("n/a" if v is None else f"{v:.2f}" for v in values)
 
 
+def pose_errors(e: dict, code: str) -> str:
+    """'3.1% / 0.4% / 40.2%': the test error of each categorical factor (action, direction, frame)
+    classified from one code, or from chance (code "chance")."""
+    values = [e.get(name + ("_chance" if code == "chance" else f"_error_{code}")) for name in e.get("factor_names", [])]
+    return " / ".join("n/a" if v is None else f"{100 * v:.1f}%" for v in values)
+
+
+def _pose_rows(e: dict, pct, num) -> list:
+    """The key-number rows of what the data set knows of the pose and the attributes."""
+    if e.get("factor_kind") == "categorical":
+        names = " / ".join(e.get("factor_names", []))
+        rows = [f"| the pose read from z (mu), test error of {names} | {pose_errors(e, 'z')} | from s "
+                f"{pose_errors(e, 's')}; chance {pose_errors(e, 'chance')} (z should read them, s should not) |"]
+    elif e.get("factor_kind") == "continuous":
+        rows = [f"| the pose read from z (mu), test R^2 of x / y / scale / turn | {pose_r2(e, 'z')} | from s "
+                f"{pose_r2(e, 's')} (z should hold them, s should not; 1 is perfect, 0 the mean) |"]
+    else:
+        rows = []
+    if e.get("pose_precision_z") is not None:
+        rows.append(f"| same-pose retrieval precision@10 by z (mu) | {num(e['pose_precision_z'])} | by s "
+                    f"{num(e.get('pose_precision_s'))} (near chance when s holds no pose) |")
+    if e.get("table1_s_error") is not None:
+        rows.append(f"| the paper's Table 1: attribute error of unseen identities, mean, from s | {pct(e['table1_s_error'])} "
+                    f"| from z (mu) {pct(e.get('table1_z_error'))}; chance {pct(e.get('table1_chance'))} "
+                    "(the paper on Sprites: s 5.2%, z 59.8%, chance 60.7%) |")
+    return rows
+
+
 def write_demo_report(result: dict, out: str) -> str:
     from .files import atomic_write
     e = result["eval"]
     pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     num = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
     rel = lambda p: os.path.relpath(p, out)  # noqa: E731
+    data = "Procedural sprites" if result.get("builtin", True) else f"Data `{result['data']}`"
+    truth = ["The model's swaps, then the true images of the same identities and poses (the truth the "
+             "analogy PSNR compares with):", "", f"![swap]({rel(result['swap'])}) ![truth]({rel(result['swap_truth'])})"] \
+        if result.get("swap_truth") else ["The model's swaps:", "", f"![swap]({rel(result['swap'])})"]
     lines = [
         "# dvgan demo",
         "",
-        f"Procedural sprites, {result['train']['steps']} training steps{_cut_note(result['train'])}; "
+        f"{data}, {result['train']['steps']} training steps{_cut_note(result['train'])}; "
         f"engine {result['backend']}.",
         f"Total time {result['seconds']:.0f} s. Every image below comes from identities never seen in training.",
         "",
@@ -350,17 +409,13 @@ def write_demo_report(result: dict, out: str) -> str:
         f"| s retrieval precision@10 | {num(e.get('s_precision_at_10'))} | 1.0 is perfect |",
         f"| analogy PSNR, Dec(s_a, mu_b) vs the true render | {num(e.get('analogy_psnr'))} dB | best copy baseline {num(e.get('best_copy_psnr'))} dB; "
         f"mean image of the identity {num(e.get('identity_mean_psnr'))} dB |",
-        f"| the pose read from z (mu), test R^2 of x / y / scale / turn | {pose_r2(e, 'z')} | from s {pose_r2(e, 's')} "
-        "(z should hold them, s should not; 1 is perfect, 0 the mean) |",
+        *_pose_rows(e, pct, num),
         f"| conditional samples Dec(s_a, z), z from the fitted prior, PSNR to the nearest true render of a | "
         f"{num(e.get('sample_psnr'))} dB | z ~ N(0, I) {num(e.get('sample_standard_normal_psnr'))} dB; "
         f"swaps {num(e.get('sample_swap_psnr'))} dB; another identity {num(e.get('sample_other_identity_psnr'))} dB |",
         "",
         "## Swap (top row gives s, left column gives z; the diagonal reconstructs)",
-        "The model's swaps, then what the renderer draws for the same identities and poses (the truth the "
-        "analogy PSNR compares with):",
-        "",
-        f"![swap]({rel(result['swap'])}) ![truth]({rel(result['swap_truth'])})",
+        *truth,
         "",
         "## Query by s (identity) and by z (pose): the query, then its 10 nearest gallery images",
         f"![by s]({rel(result['query']['specified']['strip'])})",

@@ -34,7 +34,7 @@ def test_usage_error_exit_code_is_2():
     res = CliRunner().invoke(train_main, ["--data", "nope:x", "--out", "x"])
     assert res.exit_code == 2
     assert res.output.strip().splitlines() == ["error: unknown data spec 'nope:x': use sprites, sprites:PER_ID, "
-                                               "mnist:DIR or an existing folder"]
+                                               "mnist:DIR, lpc:DIR or an existing folder"]
 
 
 def test_train_export_then_query_with_no_other_flag(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 import gzip
 import logging
 import os
+import re
 import struct
 
 import numpy as np
@@ -184,3 +185,149 @@ def test_load_items_reads_mnist_and_folder_items(tmp_path):
     ds = D.load(root, 16, 3)
     got = D.load_items(root, [ds.sources[2], ds.sources[0], "ann/gone.png"], 16, 3)
     assert np.array_equal(got[0], ds.images[2]) and np.array_equal(got[1], ds.images[0]) and got[2] is None
+
+
+# -- LPC character sheets --------------------------------------------------------------------------
+
+from conftest import LPC_BG, lpc_cell_mark, lpc_frames, write_lpc_folder, write_lpc_sheet  # noqa: E402
+
+
+def _expected_cells(n_chars, rows):
+    return [(k, r, c) for k in range(n_chars) for r in rows for c in range(lpc_frames(r))]
+
+
+def test_lpc_slices_each_sheet_into_its_nonempty_cells_with_their_labels(tmp_path):
+    write_lpc_folder(tmp_path / "lpc", n=3)
+    d = D.load(f"lpc:{tmp_path / 'lpc'}", image_size=64)
+    cells = _expected_cells(3, range(20))  # the hurt row is left out by default
+    assert d.images.shape == (len(cells), 3, 64, 64) and d.images.dtype == np.uint8
+    assert d.identity_names == ["c0", "c1", "c2"]
+    for i, (k, r, c) in enumerate(cells):
+        ident, place = lpc_cell_mark(k, r, c)
+        assert d.labels[i] == k and d.sources[i] == f"char_{k}.png:r{r}c{c}"
+        assert tuple(d.images[i, :, 20, 30]) == ident and tuple(d.images[i, :, 50, 50]) == place
+        assert tuple(d.images[i, :, 0, 0]) == LPC_BG  # RGB on the sheet's background
+        assert d.factors[i].tolist() == [r // 4, r % 4, c]  # action, direction, frame
+    space = d.factor_space
+    assert space.names == ("action", "direction", "frame") and space.same_pose == ("action", "direction")
+    assert space.values[0] == D.lpc.ACTIONS and space.values[1] == ("up", "left", "down", "right")
+    assert d.meta["attribute_names"] == ["sex", "hair"]
+    assert d.attributes.tolist() == [[k % 2, k % 3] for k, _, _ in cells]
+    assert d.meta["attribute_values"] == [["male", "female"], ["blonde", "black", "red"]]
+    small = D.load(f"lpc:{tmp_path / 'lpc'}", image_size=32)
+    assert small.images.shape == (len(cells), 3, 32, 32) and np.array_equal(small.factors, d.factors)
+    assert D.default_image_size(f"lpc:{tmp_path}") == 64 and D.default_channels(f"lpc:{tmp_path}") == 3
+
+
+def test_lpc_truth_is_a_sheet_at_another_cells_pose(tmp_path):
+    write_lpc_folder(tmp_path / "lpc", n=3)
+    d = D.load(f"lpc:{tmp_path / 'lpc'}", image_size=64)
+    assert d.knows_truth and d.renderer is None
+    a = d.sources.index("char_0.png:r5c1")
+    b = d.sources.index("char_2.png:r9c0")
+    truth, found = d.swap_truth([a, b], [b, a])
+    assert found.tolist() == [True, True]
+    assert np.array_equal(truth[0], d.images[d.sources.index("char_0.png:r9c0")])
+    assert np.array_equal(truth[1], d.images[d.sources.index("char_2.png:r5c1")])
+    c = d.sources.index("char_1.png:r1c3")  # row 1 has 4 frames, row 0 only 1: no sheet has (r0, c3)
+    _, found = d.true_images([0], [d.factors[c] * [1, 0, 1]])  # (spellcast, up, frame 3)
+    assert found.tolist() == [False]
+
+
+def test_lpc_hurt_row_by_option_and_names_without_attributes(tmp_path):
+    write_lpc_folder(tmp_path / "lpc", n=2, attributes=False)
+    d = D.load(f"lpc+hurt:{tmp_path / 'lpc'}", image_size=32)
+    assert len(d) == len(_expected_cells(2, range(21)))
+    assert d.identity_names == ["char_0", "char_1"] and d.attributes is None
+    hurt = d.factors[:, 0] == len(D.lpc.ACTIONS)
+    assert hurt.sum() == 2 * lpc_frames(20) and set(d.factors[hurt, 1]) == {2}  # facing down
+    assert d.factor_space.values[0][-1] == "hurt"
+
+
+def test_lpc_sheets_with_alpha_use_transparency_as_the_background(tmp_path):
+    write_lpc_folder(tmp_path / "lpc", n=2, attributes=False, alpha=True)
+    d = D.load(f"lpc:{tmp_path / 'lpc'}", image_size=64)
+    assert len(d) == len(_expected_cells(2, range(20)))
+    assert tuple(d.images[0, :, 0, 0]) == (0, 0, 0)  # composited on black, as every image the package reads
+
+
+def test_lpc_splits_by_character(tmp_path):
+    write_lpc_folder(tmp_path / "lpc", n=7)
+    d = D.load(f"lpc:{tmp_path / 'lpc'}", image_size=32)
+    split = D.make_split(d, seed=0)  # the default: 100 of 672 characters, at least... of 7: 1
+    assert split["kind"] == "identity" and len(split["test_identities"]) == round(7 * 100 / 672)
+    counted = D.make_split(d, holdout_identities=3, seed=1)  # a whole number: that many characters
+    assert len(counted["test_identities"]) == 3 and not set(counted["test_identities"]) & set(counted["train_identities"])
+    assert sorted(counted["train"] + counted["test"]) == list(range(len(d)))
+    assert {s.split(":")[0] for s in counted["sources"]["test"]} == {f"char_{k}.png" for k in counted["test_identities"]}
+    assert len(D.make_split(d, holdout_identities=0.5, seed=1)["test_identities"]) == 4  # a fraction, as before
+    for bad, match in ((2.5, "whole number"), (6, "at least two"), (-1, "whole number")):
+        with pytest.raises(D.DataError, match=match):
+            D.make_split(d, holdout_identities=bad)
+
+
+def _spoil(root, how):
+    import json
+    sheet = os.path.join(root, "char_1.png")
+    meta = os.path.join(root, "attributes.json")
+    if how == "size":
+        write_lpc_sheet(sheet, 1, size=(4 * 64 + 10, 21 * 64))
+    elif how == "rows":
+        write_lpc_sheet(sheet, 1, rows=12)
+    elif how == "unreadable":
+        with open(sheet, "wb") as f:
+            f.write(b"\x89PNG\r\n\x1a\n broken")
+    elif how == "empty":
+        Image.new("RGB", (256, 21 * 64), LPC_BG).save(sheet)
+    else:
+        doc = json.load(open(meta))
+        if how == "missing":
+            doc["characters"][1]["file"] = "gone.png"
+        elif how == "keys":
+            del doc["characters"][1]["attributes"]["hair"]
+        elif how == "value":
+            doc["characters"][1]["attributes"]["hair"] = "green"
+        with open(meta, "w") as f:
+            f.write("{not json" if how == "json" else json.dumps(doc))
+    return "attributes.json" if how in ("missing", "keys", "value", "json") else "char_1.png"
+
+
+@pytest.mark.parametrize("how,match", [
+    ("size", "266x1344 pixels is not a whole number of 64x64 cells"), ("rows", "12 rows of cells"),
+    ("unreadable", "not a readable PNG"), ("empty", "every cell is empty"),
+    ("missing", "names gone.png, which is not in"), ("keys", "c1 has attributes ['sex']"),
+    ("value", "c1 has hair 'green', not among the values listed for hair"), ("json", "not valid JSON"),
+])
+def test_lpc_bad_input_is_one_line_naming_the_file(tmp_path, how, match):
+    root = str(tmp_path / "lpc")
+    write_lpc_folder(root, n=3)
+    culprit = _spoil(root, how)
+    with pytest.raises(D.DataError, match=re.escape(match)) as info:
+        D.load(f"lpc:{root}", image_size=32)
+    message = str(info.value)
+    assert os.path.join(root, culprit) in message and "\n" not in message
+
+
+@pytest.mark.parametrize("spec,match", [("lpc:", "needs a folder"), ("lpc:/nonexistent", "no such folder")])
+def test_lpc_bad_specs(spec, match):
+    with pytest.raises(D.DataError, match=match):
+        D.load(spec)
+
+
+def test_lpc_loads_once_per_process_until_a_sheet_changes(tmp_path):
+    paths = write_lpc_folder(tmp_path / "lpc", n=2, attributes=False)
+    first = D.load(f"lpc:{tmp_path / 'lpc'}", image_size=32)
+    again = D.load(f"lpc:{tmp_path / 'lpc'}", image_size=32)
+    assert again.images is first.images and not first.images.flags.writeable
+    write_lpc_sheet(paths[1], 5)  # another character in the same file
+    os.utime(paths[1], ns=(1, 1))
+    changed = D.load(f"lpc:{tmp_path / 'lpc'}", image_size=32)
+    assert changed.images is not first.images
+
+
+def test_load_items_finds_lpc_cells_by_source(tmp_path):
+    write_lpc_folder(tmp_path / "lpc", n=2)
+    spec = f"lpc:{tmp_path / 'lpc'}"
+    ds = D.load(spec, 32, 3)
+    got = D.load_items(spec, [ds.sources[7], ds.sources[0], "nope.png:r0c0"], 32, 3)
+    assert np.array_equal(got[0], ds.images[7]) and np.array_equal(got[1], ds.images[0]) and got[2] is None

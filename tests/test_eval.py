@@ -170,9 +170,10 @@ def test_true_images_match_the_data_set_bytes(channels):
 def test_image_scores():
     truth = np.random.default_rng(7).uniform(-1, 1, (4, 3, 8, 8))
     exact = analogies.image_scores(truth, truth)
-    assert exact == {"mse": 0.0, "psnr": analogies.PSNR_CAP}
+    assert exact == {"mse": 0.0, "psnr": analogies.PSNR_CAP, "ssim": pytest.approx(1.0)}
     off = analogies.image_scores(truth + 0.2, truth)
     assert off["mse"] == pytest.approx(0.04) and off["psnr"] == pytest.approx(20.0)  # 10 log10(2^2 / 0.04)
+    assert off["ssim"] < 1.0
 
 
 def test_analogy_pairs_have_different_identities_and_are_seeded():
@@ -205,7 +206,7 @@ def test_baselines_score_what_they_must():
 def test_sprite_analogies_on_a_copy_model():
     d = data_mod.load("sprites:3", 16, 3, seed=0)
     split = data_mod.make_split(d, holdout_identities=0.2, seed=0)
-    out = analogies.sprite_analogies(lambda xa, xb: xb, d, split, 16, 3, 30, seed=0)
+    out = analogies.against_truth(lambda xa, xb: xb, d, split, 30, seed=0)
     for part in ("unseen", "seen"):
         assert out[part]["n_pairs"] == 30
         assert out[part]["model"] == out[part]["copy_b"]
@@ -444,3 +445,142 @@ def test_a_failing_probe_job_raises_its_own_error():
     import math
     with pytest.raises(ValueError, match="math domain error"):
         probes.run_jobs([(math.sqrt, (4.0,), {}), (math.sqrt, (-1.0,), {})], workers=2)
+
+
+# -- what a data set knows beyond the identity: LPC sheets --------------------------------------------
+
+from conftest import write_lpc_folder  # noqa: E402
+from dvgan.eval import suite  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def sheets(tmp_path_factory):
+    """Synthetic LPC sheets of 12 characters at 32 x 32, split 10 / 2 by character: each (sex, hair) pair
+    is two characters, so the training characters hold every pair and no attribute tells another."""
+    root = tmp_path_factory.mktemp("lpc") / "sheets"
+    write_lpc_folder(root, n=12)
+    d = data_mod.load(f"lpc:{root}", 32)
+    return d, data_mod.make_split(d, holdout_identities=2, seed=0)
+
+
+def one_hot(columns):
+    """Concatenated one-hot codes of integer columns (N, K), with a little noise."""
+    columns = np.asarray(columns)
+    parts = [np.eye(columns[:, j].max() + 1)[columns[:, j]] for j in range(columns.shape[1])]
+    return np.concatenate(parts, 1) + 0.01 * np.random.default_rng(0).standard_normal((len(columns), sum(p.shape[1] for p in parts)))
+
+
+def test_known_probes_read_labels_from_codes_that_are_the_labels(sheets):
+    """s = the attributes, z = the pose: Table 1 reads the attributes of unseen characters from s and not
+    from z; the pose classifiers read action, direction and frame from z and not from s."""
+    d, split = sheets
+    rng = np.random.default_rng(1)
+    codes = {"s": one_hot(d.attributes), "z_mu": one_hot(d.factors)}
+    codes["s"] = np.concatenate([codes["s"], rng.standard_normal((len(d), 4))], 1)
+    feat = lambda name, items: codes[name][np.asarray(items)]  # noqa: E731
+    sizes = {"probe_fit": 4000, "probe_eval": 2000, "max_epochs": 60}
+    test, train = np.asarray(split["test"]), np.asarray(split["train"])
+    # the headline protocol's items: the training characters' images fit the probes (enough of them for
+    # early stopping to see the answer), the test characters' images test them
+    out = suite._known_probes(feat, d, {"test-split": (train, test, train)}, split, sizes, seed=0)
+    t1 = out["table1"]
+    assert t1["protocol"] == "train-test" and t1["n_fit"] == len(split["train"]) and t1["n_eval"] == len(test)
+    assert set(t1["attributes"]) == {"sex", "hair"}
+    for name, a in t1["attributes"].items():
+        assert a["s"]["test_error"] == 0.0, name
+        assert a["z_mu"]["test_error"] >= a["chance_error"] - 0.1, name  # the pose says nothing of the character
+    assert t1["mean"]["s"]["test_error"] == 0.0
+    assert t1["mean"]["chance_error"] == pytest.approx(np.mean([a["chance_error"] for a in t1["attributes"].values()]))
+    assert out["factor_kind"] == "categorical" and list(out["factors"]) == ["action", "direction", "frame"]
+    for name, f in out["factors"].items():
+        assert f["z_mu"]["test_error"] == 0.0, name
+        assert f["s"]["test_error"] >= f["chance_error"] - 0.15, name
+    assert out["attribute_mean"]["s"]["test_error"] == 0.0 and "n_fit" not in out["attributes"]
+
+
+def test_pose_retrieval_by_codes_that_are_the_pose_and_by_random_codes(sheets):
+    d, split = sheets
+    items = np.asarray(split["test"])
+    rng = np.random.default_rng(2)
+    codes = {"z_mu": one_hot(d.factors[:, :2]), "s": rng.standard_normal((len(d), 8))}
+    out = suite._retrieval(lambda name, rows: codes[name][np.asarray(rows)], d, items, 10, seed=0)
+    pose = out["pose"]
+    assert pose["factors"] == ["action", "direction"]
+    assert pose["z_mu"]["precision_at_k"] == pytest.approx(pose["z_mu"]["best_precision"])  # poses of few images
+    assert pose["z_mu"]["map"] == pytest.approx(1.0)
+    assert abs(pose["s"]["precision_at_k"] - pose["s"]["chance_precision"]) < 0.05
+    assert "factors" not in out  # no continuous factors to measure distances on
+
+
+def ssim_by_windows(a, b, win=11, sigma=1.5):
+    """The slow obvious SSIM of two (C, H, W) images in [-1, 1]: every window position and channel in
+    turn, Gaussian-weighted statistics of the images mapped to [0, 1]."""
+    a, b = (np.asarray(a, np.float64) + 1) / 2, (np.asarray(b, np.float64) + 1) / 2
+    g = np.exp(-((np.arange(win) - (win - 1) / 2) ** 2) / (2 * sigma ** 2))
+    w = np.outer(g, g) / g.sum() ** 2
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    values = []
+    for ch in range(a.shape[0]):
+        for i in range(a.shape[1] - win + 1):
+            for j in range(a.shape[2] - win + 1):
+                pa, pb = a[ch, i:i + win, j:j + win], b[ch, i:i + win, j:j + win]
+                ma, mb = (w * pa).sum(), (w * pb).sum()
+                va, vb = (w * (pa - ma) ** 2).sum(), (w * (pb - mb) ** 2).sum()
+                cov = (w * (pa - ma) * (pb - mb)).sum()
+                values.append((2 * ma * mb + c1) * (2 * cov + c2) / ((ma ** 2 + mb ** 2 + c1) * (va + vb + c2)))
+    return float(np.mean(values))
+
+
+def test_ssim_matches_the_window_by_window_reference():
+    rng = np.random.default_rng(3)
+    truth = rng.uniform(-1, 1, (3, 3, 16, 18))
+    pred = np.clip(truth + 0.3 * rng.standard_normal(truth.shape), -1, 1)
+    np.testing.assert_allclose(analogies.ssim(pred, truth), [ssim_by_windows(p, t) for p, t in zip(pred, truth)],
+                               atol=1e-9)
+
+
+def test_ssim_known_answers():
+    x = np.random.default_rng(4).uniform(-1, 1, (2, 1, 16, 16))
+    assert analogies.ssim(x, x) == pytest.approx([1.0, 1.0])
+    assert (analogies.ssim(-x, x) < 0).all()  # the negative image: anti-correlated
+    assert (np.abs(analogies.ssim(np.zeros_like(x), x)) < 0.05).all()  # a flat image keeps none of the structure
+    noise = np.random.default_rng(5).uniform(-1, 1, (2, 3, 64, 64))
+    assert (np.abs(analogies.ssim(noise[::-1], noise)) < 0.05).all()  # independent images of noise
+
+
+def test_analogies_against_looked_up_truth_on_a_copy_model(sheets):
+    d, split = sheets
+    out = analogies.against_truth(lambda xa, xb: xb, d, split, 40, seed=0)
+    for part in ("unseen", "seen"):
+        a = out[part]
+        assert a["n_pairs"] == 40 and "n_missing" not in a  # every sheet has the same cells
+        assert a["model"] == a["copy_b"] and a["copy_a"]["mse"] > 0 and a["copy_b"]["mse"] > 0
+        assert a["reconstruction"]["psnr"] == analogies.PSNR_CAP and a["reconstruction"]["ssim"] == pytest.approx(1.0)
+        assert a["z_from_truth"]["psnr"] == analogies.PSNR_CAP and a["s_from_truth"] == a["copy_b"]
+    grid, found = analogies.swap_truth_grid(d, np.asarray(split["test"][:4]))
+    assert grid.shape == (4, 4, 3, 32, 32) and found.all()
+    for k in range(4):  # a character in its own pose is its own image
+        assert np.array_equal(grid[k, k], d.images[split["test"][k]])
+
+
+def test_evaluate_an_lpc_run_end_to_end(tmp_path, sheets):
+    from dvgan.train.loop import train
+    d, _ = sheets
+    root = os.path.dirname(d.meta["root"] + "/")
+    cfg = ModelConfig(image_size=32, channels=3, s_dim=8, z_dim=8, width=8, adv_width=8)
+    run = str(tmp_path / "run")
+    train(cfg, TrainConfig(steps=3, batch_size=8, sample_every=0), {"spec": f"lpc:{root}", "holdout_identities": 3},
+          run, device="cpu", progress=False)
+    assert len(strict_json(os.path.join(run, "split.json"))["test_identities"]) == 3  # a count of characters
+    res = CliRunner().invoke(cli, ["eval", run, "--quick"])
+    assert res.exit_code == 0, res.output
+    assert "Table 1 attributes, mean test error s / z / chance %" in res.output
+    rep = strict_json(os.path.join(run, "eval", "report.json"))
+    assert set(rep["table1"]["attributes"]) == {"sex", "hair"} and rep["factor_kind"] == "categorical"
+    assert set(rep["factors"]) == {"action", "direction", "frame"} and "pose" in rep["retrieval"]
+    assert set(rep["analogies"]) == {"unseen", "seen"} and "ssim" in rep["analogies"]["unseen"]["model"]
+    assert "samples" not in rep  # scoring samples needs a renderer
+    assert set(rep["figures"]) == {"swap", "swap_truth", "interpolation", "samples", "retrieval_s", "retrieval_z"}
+    md = open(os.path.join(run, "eval", "report.md")).read()
+    for heading in ("## The paper's Table 1", "## The pose: unspecified factors classified", "Same pose (action and direction)"):
+        assert heading in md

@@ -26,7 +26,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from dvgan.errors import InputError, UsageError
-from conftest import Evil
+from conftest import Evil, write_lpc_folder, write_lpc_sheet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -101,6 +101,11 @@ def make_datasets(root: str) -> SimpleNamespace:
         os.makedirs(os.path.join(d.unreadable, person))
         with open(os.path.join(d.unreadable, person, "x.png"), "wb") as fh:
             fh.write(b"\x89PNG broken")
+    d.lpc_size, d.lpc_missing = os.path.join(root, "lpc-size"), os.path.join(root, "lpc-missing")
+    write_lpc_folder(d.lpc_size, n=3)
+    write_lpc_sheet(os.path.join(d.lpc_size, "char_2.png"), 2, size=(4 * 64, 21 * 64 - 8))
+    write_lpc_folder(d.lpc_missing, n=3)
+    os.remove(os.path.join(d.lpc_missing, "char_1.png"))
     return d
 
 
@@ -298,6 +303,10 @@ CLI_CASES = [
             "dvgan-train"),
     CliCase("train: identity folders with no readable image", train(lambda c: c.data.unreadable), 2,
             "no readable images", "dvgan-train"),
+    CliCase("train: lpc sheet not a whole number of cells", train(lambda c: f"lpc:{c.data.lpc_size}"), 2,
+            "char_2.png: 256x1336 pixels is not a whole number of 64x64 cells", "dvgan-train"),
+    CliCase("train: lpc attributes.json naming a missing sheet", train(lambda c: f"lpc:{c.data.lpc_missing}"), 2,
+            "names char_1.png, which is not in", "dvgan-train"),
     CliCase("train: sprites with one image per identity", train(lambda c: "sprites:1"), 2,
             "at least 2 images per identity", "dvgan-train"),
     CliCase("train: time budget not positive", lambda c: [*train(lambda c: "sprites:3")(c), "--time-budget", "0"],

@@ -8,7 +8,7 @@ import click
 
 from .. import __version__
 from ..config import ModelConfig, TrainConfig, from_dict
-from ..data import default_channels
+from ..data import default_channels, default_image_size
 from ..errors import UsageError
 from .common import friendly_errors, verbosity
 
@@ -18,6 +18,7 @@ Examples:
   dvgan-train --data sprites --out runs/sprites
   dvgan-train --data mnist:data/mnist --config configs/mnist.toml --out runs/mnist
   dvgan-train --data photos/ --test-fraction 0.2 --image-size 64 --out runs/faces
+  dvgan-train --data lpc:data/lpc_sprites --holdout-identities 100 --out runs/lpc   # 100 unseen characters
   dvgan-train --out runs/sprites --resume            # continue a killed run
   dvgan-train --data sprites --time-budget 1800 --out runs/half-hour   # as many steps as fit in 30 min
   torchrun --nproc_per_node=2 -m dvgan.cli.train --data sprites --out runs/ddp
@@ -66,9 +67,11 @@ def build_configs(data_spec, config_file, overrides, options) -> tuple:
     if data_spec:
         tables["data"]["spec"] = data_spec
     if not tables["data"].get("spec"):
-        raise UsageError("no data: give --data SPEC (sprites, mnist:DIR or a folder) or a config with [data] spec")
+        raise UsageError("no data: give --data SPEC (sprites, mnist:DIR, lpc:DIR or a folder) or a config with [data] spec")
     if "channels" not in tables["model"]:
         tables["model"]["channels"] = default_channels(tables["data"]["spec"])
+    if "image_size" not in tables["model"] and default_image_size(tables["data"]["spec"]):
+        tables["model"]["image_size"] = default_image_size(tables["data"]["spec"])
     try:
         model = from_dict(ModelConfig, tables["model"]).validate()
         train = from_dict(TrainConfig, tables["train"]).validate()
@@ -82,7 +85,8 @@ def build_configs(data_spec, config_file, overrides, options) -> tuple:
 
 
 @click.command(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--data", "data_spec", help="sprites[:PER_ID], mnist:DIR, or a folder with one sub-folder per identity.")
+@click.option("--data", "data_spec", help="sprites[:PER_ID], mnist:DIR, lpc:DIR (LPC character sheets; lpc+hurt:DIR "
+              "adds the hurt row), or a folder with one sub-folder per identity.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run folder to write.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML recipe with [model], [train], [data].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint, with the run's own "
@@ -92,12 +96,14 @@ def build_configs(data_spec, config_file, overrides, options) -> tuple:
 @click.option("--lr", type=float, help="Encoder/decoder learning rate.")
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]))
 @click.option("--lambda", "w_gan", type=float, help="Adversarial weight (0 = the paper's ablation).")
-@click.option("--image-size", type=int, help="Model input size (a multiple of 8; 32 and 64 tested).")
+@click.option("--image-size", type=int, help="Model input size (a multiple of 8; 32 and 64 tested; default 32, "
+              "64 for lpc).")
 @click.option("--channels", type=click.Choice(["1", "3"]), help="1 (grey) or 3 (RGB); default from the data.")
 @click.option("--s-dim", type=int, help="Specified (identity) code size.")
 @click.option("--z-dim", type=int, help="Unspecified code size.")
 @click.option("--trunk", type=click.Choice(["conv5", "conv3"]), help="Encoder trunk: 3x 5x5 stride 2, or 6x 3x3.")
-@click.option("--holdout-identities", type=float, help="Identity-disjoint split: fraction of identities held out.")
+@click.option("--holdout-identities", type=float, help="Identity-disjoint split: fraction of identities held out "
+              "(in [0, 1)), or their number (a whole number >= 1).")
 @click.option("--test-fraction", type=float, help="Within-identity split: fraction of each identity's images held out.")
 @click.option("--seed", type=int, help="Seed for weights, sampling and the split.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")

@@ -3,54 +3,35 @@
 A data spec names where images come from:
   ``sprites`` or ``sprites:PER_ID``  the built-in procedural sprites (256 identities)
   ``mnist:DIR``                      MNIST IDX files in DIR (labels = digits)
+  ``lpc:DIR``                        LPC character sheets in DIR, one identity a sheet, the 5 x 4 pose
+                                     grid (``lpc+hurt:DIR`` adds the "hurt" row); dvgan/data/lpc.py
   ``DIR``                            one sub-folder per identity, any image format Pillow reads
+
+What a set knows beyond the identity (poses, attributes, a truth for any identity in any pose) is on
+the ImageSet itself (dvgan/data/imageset.py), so evaluation asks the set, not its name.
 """
 from __future__ import annotations
 
 import functools
 import logging
 import os
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import UsageError
-from . import mnist, sprites
-from .preprocess import ImageError, image_to_uint8, open_image, uint8_to_float
+from . import lpc, mnist, sprites
+from .imageset import FactorSpace, ImageSet
+from .preprocess import ImageError, image_to_uint8, open_image
 
 log = logging.getLogger(__name__)
 
 MNIST_TEST = 2000  # the last 2,000 MNIST images are the test split, everywhere
+LPC_KINDS = ("lpc", "lpc+hurt")  # the 5 x 4 pose grid; with the "hurt" row
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}  # Pillow modes that load as 1 channel
 
 
 class DataError(UsageError):
     """A data spec or data folder that cannot be used; the message says why."""
-
-
-@dataclass
-class ImageSet:
-    images: np.ndarray                 # uint8 (N, C, H, W)
-    labels: np.ndarray                 # int64 (N,), identity label
-    sources: list                      # (N,) where each image came from (file path or "sprites:i")
-    identity_names: list               # name of each label value
-    factors: np.ndarray | None = None  # float32 (N, F): true unspecified factors (sprites only)
-    attributes: np.ndarray | None = None  # int64 (N, A): identity attributes (sprites only)
-    spec: str = ""
-    meta: dict = field(default_factory=dict)
-
-    def __len__(self):
-        return len(self.labels)
-
-    def subset(self, idx) -> "ImageSet":
-        idx = np.asarray(idx, dtype=np.int64)
-        pick = lambda a: None if a is None else a[idx]  # noqa: E731
-        return ImageSet(self.images[idx], self.labels[idx], [self.sources[i] for i in idx],
-                        self.identity_names, pick(self.factors), pick(self.attributes), self.spec, self.meta)
-
-    def float_images(self, idx=None) -> np.ndarray:
-        """float32 (N, C, H, W) in [-1, 1]."""
-        return uint8_to_float(self.images if idx is None else self.images[idx])
 
 
 def default_channels(spec: str) -> int:
@@ -60,8 +41,8 @@ def default_channels(spec: str) -> int:
     the loader, which skips them with a warning.
     """
     kind = spec.split(":", 1)[0]
-    if kind in ("sprites", "mnist"):
-        return 3 if kind == "sprites" else 1
+    if kind in ("sprites", "mnist", *LPC_KINDS):
+        return 1 if kind == "mnist" else 3
     if not os.path.isdir(spec):
         load(spec)  # raises the error that names what is wrong with the spec
     from PIL import Image
@@ -77,6 +58,12 @@ def default_channels(spec: str) -> int:
     return 1
 
 
+def default_image_size(spec: str) -> int | None:
+    """The image size a spec trains at unless told otherwise: 64 for LPC sheets (their cell size),
+    None (the model's default) for the others."""
+    return lpc.CELL if isinstance(spec, str) and spec.split(":", 1)[0] in LPC_KINDS else None
+
+
 def load(spec: str, image_size: int = 32, channels: int | None = None, seed: int = 0) -> ImageSet:
     """Load a data spec at image_size x image_size; channels None = the data's own (1 or 3)."""
     if not isinstance(spec, str) or not spec:
@@ -88,11 +75,13 @@ def load(spec: str, image_size: int = 32, channels: int | None = None, seed: int
         if not arg:
             raise DataError("mnist needs a folder: mnist:DIR")
         return _load_mnist(spec, arg, image_size, channels)
+    if kind in LPC_KINDS:
+        return _load_lpc(spec, arg, image_size, channels or 3, hurt=kind == "lpc+hurt")
     if os.path.isdir(spec):
         return _load_folder(spec, image_size, channels)
     if os.path.exists(spec):
         raise DataError(f"{spec}: not a folder (expected one sub-folder per identity)")
-    raise DataError(f"unknown data spec {spec!r}: use sprites, sprites:PER_ID, mnist:DIR or an existing folder")
+    raise DataError(f"unknown data spec {spec!r}: use sprites, sprites:PER_ID, mnist:DIR, lpc:DIR or an existing folder")
 
 
 @functools.lru_cache(maxsize=1)
@@ -128,10 +117,44 @@ def _load_sprites(spec, arg, size, channels, seed) -> ImageSet:
     images, identity, factors = _sprite_arrays(per_id, size, seed)
     images = _sprite_channels(images, channels)
     names = [sprites.identity_name(i) for i in range(sprites.NUM_IDENTITIES)]
+    space = FactorSpace(sprites.FACTORS, ranges=tuple(map(tuple, sprites.FACTOR_RANGES.tolist())),
+                        renderer=sprites.Renderer(size, 1 if channels == 1 else 3))
     return ImageSet(np.ascontiguousarray(images), identity, [f"sprites:{i}" for i in range(len(identity))],
                     names, factors, sprites.attributes_of(identity), spec,
                     {"per_identity": per_id, "seed": seed, "factor_names": list(sprites.FACTORS),
-                     "attribute_names": list(sprites.ATTRIBUTES)})
+                     "attribute_names": list(sprites.ATTRIBUTES),
+                     "attribute_values": [list(sprites.SHAPES), list(sprites.COLOURS), list(sprites.PATTERNS)],
+                     "default_split": {"holdout_identities": 0.2}},
+                    space)
+
+
+@functools.lru_cache(maxsize=1)
+def _lpc_arrays(root: str, size: int, channels: int, hurt: bool, signature: tuple) -> dict:
+    """lpc.load's arrays, read-only and kept for the next call with the same files (signature): the demo
+    and `dvgan eval` load the same sheets several times in one process (672 sheets: tens of seconds)."""
+    del signature  # part of the cache key only
+    out = lpc.load(root, size, channels, hurt)
+    for key in ("images", "labels", "factors", "attributes"):
+        if out[key] is not None:
+            out[key].flags.writeable = False
+    return out
+
+
+def _load_lpc(spec, root, size, channels, hurt) -> ImageSet:
+    if not root:
+        raise DataError(f"{spec}: lpc needs a folder of sheets: lpc:DIR")
+    if not os.path.isdir(root):
+        raise DataError(f"{spec}: no such folder {root}")
+    try:
+        a = _lpc_arrays(os.path.abspath(root), size, channels, hurt, lpc.signature(root))
+    except lpc.SheetError as exc:
+        raise DataError(str(exc)) from None
+    meta = {"root": os.path.abspath(root), "factor_names": list(lpc.FACTORS),
+            "default_split": {"holdout_identities": lpc.DEFAULT_HOLDOUT}}
+    if a["attributes"] is not None:
+        meta.update(attribute_names=a["attribute_names"], attribute_values=a["attribute_values"])
+    return ImageSet(a["images"], a["labels"], list(a["sources"]), list(a["names"]), a["factors"], a["attributes"],
+                    spec, meta, lpc.factor_space(hurt, a["columns"]))
 
 
 def _mnist_arrays(directory: str) -> tuple:
@@ -150,7 +173,7 @@ def _load_mnist(spec, directory, size, channels) -> ImageSet:
     x, y = _mnist_arrays(directory)
     images = np.stack([_mnist_image(im, size, channels) for im in x])
     return ImageSet(images, y, [f"mnist:{i}" for i in range(len(y))], [str(d) for d in range(10)],
-                    spec=spec, meta={"directory": os.path.abspath(directory)})
+                    spec=spec, meta={"directory": os.path.abspath(directory), "default_split": {"fixed_test": MNIST_TEST}})
 
 
 def _load_folder(root, size, channels) -> ImageSet:
@@ -201,6 +224,10 @@ def load_items(spec: str, sources, image_size: int, channels: int, seed: int = 0
         drawn = iter(_sprite_channels(sprites.render(found // per_id, factors[found], image_size), channels)
                      if len(found) else [])
         return [None if i is None else next(drawn) for i in idx]
+    if kind in LPC_KINDS:  # cells of sheets: the whole set is decoded once a process and kept
+        ds = load(spec, image_size, channels, seed=seed)
+        where = {src: i for i, src in enumerate(ds.sources)}
+        return [None if where.get(s) is None else ds.images[where[s]] for s in sources]
     if kind == "mnist":
         x, _ = _mnist_arrays(arg)
         idx = [_item_number(s, "mnist", len(x)) for s in sources]
@@ -226,28 +253,36 @@ def make_split(data: ImageSet, holdout_identities: float | None = None,
                test_fraction: float | None = None, seed: int = 0) -> dict:
     """Train/test indices. identity-disjoint (holdout_identities) or within-identity (test_fraction).
 
-    Defaults: sprites hold out 20% of identities; MNIST uses its fixed split (the last 2,000 images
+    holdout_identities in [0, 1) is the fraction of identities held out; a whole number >= 1 is their
+    count. Without either, the set's own default (meta["default_split"]): sprites hold out 20% of
+    identities, LPC sheets 100 of 672 (Reed et al.); MNIST uses its fixed split (the last 2,000 images
     are the test set); folders hold out 20% of each identity's images.
     """
     if holdout_identities is not None and test_fraction is not None:
         raise DataError("choose one of --holdout-identities and --test-fraction")
-    for name, v in (("holdout-identities", holdout_identities), ("test-fraction", test_fraction)):
-        if v is not None and not 0.0 <= v < 1.0:
-            raise DataError(f"--{name} must be in [0, 1), got {v}")
-    kind = data.spec.split(":", 1)[0]
+    if test_fraction is not None and not 0.0 <= test_fraction < 1.0:
+        raise DataError(f"--test-fraction must be in [0, 1), got {test_fraction}")
+    if holdout_identities is not None and not (0.0 <= holdout_identities < 1.0 or
+                                               (holdout_identities >= 1 and float(holdout_identities).is_integer())):
+        raise DataError(f"--holdout-identities must be a fraction in [0, 1) or a whole number of identities, "
+                        f"got {holdout_identities}")
     rng = np.random.default_rng(seed)
     n = len(data)
     if holdout_identities is None and test_fraction is None:
-        if kind == "mnist":
-            n_test = MNIST_TEST if n > 2 * MNIST_TEST else n // 5
+        default = data.meta.get("default_split", {"test_fraction": 0.2})
+        if "fixed_test" in default:
+            n_test = default["fixed_test"] if n > 2 * default["fixed_test"] else n // 5
             return _split_dict("fixed", np.arange(n - n_test), np.arange(n - n_test, n), data)
-        if kind == "sprites":
-            holdout_identities = 0.2
-        else:
-            test_fraction = 0.2
+        holdout_identities, test_fraction = default.get("holdout_identities"), default.get("test_fraction")
     if holdout_identities is not None:
         ids = np.unique(data.labels)
-        n_out = int(round(len(ids) * holdout_identities))
+        if holdout_identities >= 1:
+            n_out = int(holdout_identities)
+            if n_out > len(ids) - 2:
+                raise DataError(f"--holdout-identities {n_out}: the data has {len(ids)} identities, and training "
+                                "needs at least two")
+        else:
+            n_out = int(round(len(ids) * holdout_identities))
         test_ids = set(rng.permutation(ids)[:n_out].tolist())
         is_test = np.array([lab in test_ids for lab in data.labels])
         return _split_dict("identity", np.flatnonzero(~is_test), np.flatnonzero(is_test), data)
@@ -274,4 +309,5 @@ def _split_dict(kind, train, test, data: ImageSet) -> dict:
     }
 
 
-__all__ = ["ImageSet", "DataError", "ImageError", "load", "load_items", "make_split", "default_channels", "sprites"]
+__all__ = ["ImageSet", "FactorSpace", "DataError", "ImageError", "load", "load_items", "make_split", "default_channels",
+           "default_image_size", "sprites", "lpc"]

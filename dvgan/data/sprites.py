@@ -144,3 +144,27 @@ def generate(per_identity: int = 100, size: int = 32, seed: int = 0, identities=
     images = np.concatenate([render(identity[i:i + 512], factors[i:i + 512], size)
                              for i in range(0, len(identity), 512)])
     return images, identity, factors
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """uint8 (..., 3) -> uint8 (...): ITU-R 601 luma, rounded, as Pillow's "L" conversion."""
+    return np.round(rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
+
+
+class Renderer:
+    """The true image of any identity under any factors, as the data loader delivers it: uint8
+    (N, channels, size, size), grey through the loader's luma. ``sample`` draws fresh factors."""
+
+    def __init__(self, size: int, channels: int):
+        self.size, self.channels = size, channels
+
+    def draw(self, identity, factors) -> np.ndarray:
+        identity = np.asarray(identity, dtype=np.int64)
+        factors = np.asarray(factors, dtype=np.float32)
+        rgb = np.concatenate([render(identity[i:i + 512], factors[i:i + 512], self.size)
+                              for i in range(0, len(identity), 512)]) if len(identity) else \
+            np.zeros((0, self.size, self.size, 3), np.uint8)
+        return luma(rgb)[:, None] if self.channels == 1 else rgb.transpose(0, 3, 1, 2)
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return sample_factors(n, rng)

@@ -60,13 +60,36 @@ def markdown(result: dict) -> str:
                 + ([_pct(r["test_error_std"])] if spread else []) + [_pct(r["chance_error"])]
                 for k, r in p["results"].items()]
         lines += _table(["probe input", "train error", "test error"] + spread + ["chance error"], rows) + [""]
+    if "table1" in result:
+        t1 = result["table1"]
+        lines += ["## The paper's Table 1: identity attributes of unseen identities", "",
+                  f"Error in %, train / test: probes fitted on {t1['n_fit']} codes of the run's training images, "
+                  f"tested on {t1['n_eval']} of its test images (identities never seen in training). s should "
+                  "read the attributes, z (mu) should sit at chance (the paper on Sprites: s 5.5 / 5.2, z 58.6 / "
+                  "59.8, chance 60.7, over its attributes).", ""]
+        rows = [[name, f"{_pct(a['s']['train_error'])} / {_pct(a['s']['test_error'])}",
+                 f"{_pct(a['z_mu']['train_error'])} / {_pct(a['z_mu']['test_error'])}", _pct(a["chance_error"])]
+                for name, a in list(t1["attributes"].items()) + [("**mean**", t1["mean"])]]
+        lines += _table(["attribute", "from s", "from z (mu)", "chance"], rows) + [""]
     if "attributes" in result:
-        lines += ["## Identity attributes (sprites)", "",
-                  "Test error in %, each attribute probed from s and from z (mu); z should be at chance.", ""]
+        lines += ["## Identity attributes", "",
+                  "Test error in %, each attribute probed from s and from z (mu) with the identity probes' "
+                  "protocol; z should be at chance.", ""]
         rows = [[name, _pct(a["s"]["test_error"]), _pct(a["z_mu"]["test_error"]), _pct(a["chance_error"])]
                 for name, a in result["attributes"].items()]
+        mean = result.get("attribute_mean")
+        if mean:
+            rows.append(["**mean**", _pct(mean["s"]["test_error"]), _pct(mean["z_mu"]["test_error"]),
+                         _pct(mean["chance_error"])])
         lines += _table(["attribute", "from s", "from z (mu)", "chance"], rows) + [""]
-        lines += ["## Unspecified factors regressed (sprites)", "",
+    if result.get("factor_kind") == "categorical":
+        lines += ["## The pose: unspecified factors classified", "",
+                  "Test error in %; z should read them (low error), s should not (near chance).", ""]
+        rows = [[name, _pct(f["z_mu"]["test_error"]), _pct(f["s"]["test_error"]), _pct(f["chance_error"])]
+                for name, f in result["factors"].items()]
+        lines += _table(["factor", "from z (mu)", "from s", "chance"], rows) + [""]
+    elif "factors" in result:
+        lines += ["## Unspecified factors regressed", "",
                   "Test R^2 (1 = perfect, 0 = predicting the mean); z should hold the factors, s should not.", ""]
         rows = [[name, _num(f["z_mu"]["test_r2"]), _num(f["s"]["test_r2"])] for name, f in result["factors"].items()]
         lines += _table(["factor", "from z (mu)", "from s"], rows) + [""]
@@ -82,18 +105,27 @@ def markdown(result: dict) -> str:
         lines += ["Unspecified-factor distance of the neighbours (normalized by each factor's range; "
                   "ratio < 1: the code knows the factors).", ""]
         lines += _table(["code", "neighbour distance", "random pairs", "ratio"], rows) + [""]
+    if "pose" in ret:
+        pose = ret["pose"]
+        lines += [f"Same pose ({' and '.join(pose['factors'])}) among the neighbours: by z it should be high, "
+                  "by s near chance.", ""]
+        rows = [[CODE_NAMES[c], _pct(pose[c]["precision_at_k"]), _pct(pose[c]["map"]), _pct(pose[c]["chance_precision"])]
+                for c in ("z_mu", "s")]
+        lines += _table(["code", f"same-pose precision@{ret['k']} %", "mAP %", "chance precision %"], rows) + [""]
     if result.get("analogies"):
-        lines += ["## Analogies against the truth (sprites)", "",
-                  "Dec(s_a, mu_b) against render(identity of a, factors of b); MSE on [-1, 1] images, "
-                  "PSNR in dB with peak-to-peak 2.0. The model should beat every baseline.", ""]
+        lines += ["## Analogies against the truth", "",
+                  "Dec(s_a, mu_b) against the true image of a's identity in b's pose; MSE on [-1, 1] images, "
+                  "PSNR in dB with peak-to-peak 2.0, SSIM. The model should beat every baseline.", ""]
         names = {"model": "model", "copy_a": "copy a", "copy_b": "copy b", "identity_mean": "identity mean",
                  "reconstruction": "reconstruction of a, Dec(s_a, mu_a) vs a (the ceiling)",
                  "z_from_truth": "model, z from the truth: Dec(s_a, mu_truth)",
                  "s_from_truth": "model, s from the truth: Dec(s_truth, mu_b)"}
         for part, a in result["analogies"].items():
-            label = "unseen (test) identities" if part == "unseen" else "seen (training) identities, fresh renders"
-            rows = [[name, _num(a[k]["mse"], 4), _num(a[k]["psnr"], 2)] for k, name in names.items()]
-            lines += [f"### {label}: {a['n_pairs']} pairs", ""] + _table(["", "MSE", "PSNR"], rows) + [""]
+            label = "unseen (test) identities" if part == "unseen" else "seen (training) identities"
+            missing = f" ({a['n_missing']} pairs left out: the data set lacks their truth)" if a.get("n_missing") else ""
+            rows = [[name, _num(a[k]["mse"], 4), _num(a[k]["psnr"], 2), _num(a[k].get("ssim"), 3)]
+                    for k, name in names.items()]
+            lines += [f"### {label}: {a['n_pairs']} pairs{missing}", ""] + _table(["", "MSE", "PSNR", "SSIM"], rows) + [""]
             lines += [f"Model minus the best copy baseline: {_margin(a, COPY_BASELINES)} dB; minus the identity mean: "
                       f"{_margin(a, ('identity_mean',))} dB. The gap from the swap to \"z from the truth\" is "
                       "what z loses by reading b's pose differently from how it reads it on a's identity.", ""]
@@ -101,7 +133,7 @@ def markdown(result: dict) -> str:
     if smp:
         drawn = ("z from the Gaussian fitted to the training codes (" + smp["prior"] + ")"
                  if "standard_normal" in smp else "z ~ N(0, I)")
-        lines += ["## Conditional samples against the truth (sprites)", "",
+        lines += ["## Conditional samples against the truth", "",
                   f"Dec(s_a, z), {drawn}, for {smp['n_identities']} unseen identities, {smp['per_identity']} draws "
                   f"each: PSNR (dB) against the nearest of {smp['n_renders']} renders of a's identity at random "
                   "factors. Scored the same way: the same draws mapped back to the paper's N(0, I), swaps "
@@ -128,8 +160,8 @@ def markdown(result: dict) -> str:
         rows.append(["chance (majority class)", _pct(jd["chance"])])
         lines += _table(["drawing", "%"], rows) + [""]
     captions = {"swap": "Swap grid (Fig. 2a): top row gives s, left column gives z (mu); diagonal = reconstructions.",
-                "swap_truth": "What the swap grid should draw (sprites): the renderer's image of the top row's "
-                              "identity in the left column's pose.",
+                "swap_truth": "What the swap grid should draw: the true image of the top row's identity in the "
+                              "left column's pose (blank where the data set has none).",
                 "interpolation": "Interpolation (Fig. 2b): s moves from a to b along columns, z along rows; "
                                  "a real at top left, b real at bottom right.",
                 "samples": "Conditional samples (Fig. 5): s of the left image, z drawn from the sampling prior; "
@@ -170,11 +202,21 @@ def summary_rows(result: dict) -> list:
             ("precision@10 by z %", _pct(result["retrieval"]["z_mu"]["precision_at_k"]))]
     if "factors" in result["retrieval"]:
         rows.append(("z-neighbour factor distance ratio", _num(result["retrieval"]["factors"]["z_mu"]["ratio"])))
+    if "pose" in result["retrieval"]:
+        pose = result["retrieval"]["pose"]
+        rows.append(("same-pose precision@10 by z / s %", f"{_pct(pose['z_mu']['precision_at_k'])} / "
+                     f"{_pct(pose['s']['precision_at_k'])}"))
+    if "table1" in result:
+        mean = result["table1"]["mean"]
+        rows.append(("Table 1 attributes, mean test error s / z / chance %", f"{_pct(mean['s']['test_error'])} / "
+                     f"{_pct(mean['z_mu']['test_error'])} / {_pct(mean['chance_error'])}"))
     for part, a in (result.get("analogies") or {}).items():
         rows.append((f"analogy PSNR, {part} (model / best copy / identity mean)",
                      f"{a['model']['psnr']:.2f} / {best_psnr(a, COPY_BASELINES):.2f} / "
                      f"{a['identity_mean']['psnr']:.2f}"))
         rows.append((f"reconstruction PSNR, {part}", f"{a['reconstruction']['psnr']:.2f}"))
+        rows.append((f"analogy SSIM, {part} (model / best copy)", f"{a['model']['ssim']:.3f} / "
+                     f"{max(a[k]['ssim'] for k in COPY_BASELINES):.3f}"))
     if result.get("samples"):
         smp = result["samples"]
         if "standard_normal" in smp:

@@ -3,11 +3,18 @@
 Sections of the result (all errors are fractions in [0, 1]):
   probes      the paper's Table 1: identity probed from s, z (mu), z (a sample), raw pixels, and a
               CNN trained on the images; train / test / chance error, per probe protocol
-  attributes  (sprites) each identity attribute probed from s and from z (mu)
-  factors     (sprites) each unspecified factor regressed from z (mu) and from s, R^2
-  retrieval   precision@10 and mAP of same-identity neighbours by s and by z (mu); on sprites the
-              factor distance of z- and s-neighbours against random pairs
-  analogies   (sprites) Dec(s_a, mu_b) against render(id_a, factors_b), with baselines
+  attributes  (data with identity attributes) each attribute probed from s and from z (mu), and the
+              mean (attribute_mean); table1: the paper's Table 1 on them, probes fitted on the run's
+              training identities and tested on its test identities
+  factors     (data that knows each image's pose) each unspecified factor from z (mu) and from s:
+              regressed, R^2, where continuous (sprites: x, y, scale, rotation); classified, error and
+              chance, where categorical (LPC sheets: action, direction, frame)
+  retrieval   precision@10 and mAP of same-identity neighbours by s and by z (mu); with continuous
+              factors the factor distance of z- and s-neighbours against random pairs; with categorical
+              ones precision@10 of the same pose (LPC: action and direction) by z and by s
+  analogies   (data that knows the truth: ImageSet.knows_truth) Dec(s_a, mu_b) against the image of a's
+              identity in b's pose, MSE, PSNR and SSIM, with baselines
+  samples     (data with a renderer) conditional samples against the nearest render of their identity
   judged      (test identities seen in training: MNIST, ORL) whose identity a CNN trained on real
               images reads in swaps Dec(s_a, mu_b) and conditional samples Dec(s_a, z)
   figures     swap grid, interpolation grid, conditional samples, retrieval strips (PNG names)
@@ -23,8 +30,6 @@ import numpy as np
 import torch
 
 from .. import data as data_mod
-from ..data import sprites
-from ..data.preprocess import float_to_uint8
 from ..errors import InputError, UsageError
 from .. import prior
 from ..train.checkpoint import CHECKPOINT, build_models, load_checkpoint, saved_prior
@@ -60,8 +65,13 @@ NOTES = [
     "10% validation part, trained and tested on the same images as the probes.",
     "Retrieval: Euclidean (L2) distance on the codes; every item queries all other items of the "
     "(subsampled) test split; relevant = same identity. Factor distance = mean |f_i - f_j| / factor range (random pairs ~ 1/3).",
-    "Analogies: Dec(s_a, mu_b) against the true render(identity a, factors b); MSE on [-1, 1] images, "
-    "PSNR = 10 log10(2^2 / MSE) per pair (peak-to-peak 2.0), averaged; exact matches capped at 100 dB.",
+    "Analogies: Dec(s_a, mu_b) against the true image of identity a in b's pose (the renderer's, or the data "
+    "set's own image of a in that pose); MSE on [-1, 1] images, PSNR = 10 log10(2^2 / MSE) per pair "
+    "(peak-to-peak 2.0), averaged, exact matches capped at 100 dB; SSIM per pair (11x11 Gaussian window, "
+    "sigma 1.5, images mapped to [0, 1]), averaged.",
+    "Table 1 (attributes): as the paper, probes fitted on the codes of the run's training images and tested "
+    "on those of its test images (identities never seen by the model or the probe); the headline attribute "
+    "probes use the identity probes' protocol.",
     "Judged drawings (test identities seen in training): the image-classifier reference network, trained "
     "on real training images, names the identity of swaps Dec(s_a, mu_b) for random test pairs of "
     "different identities and of conditional samples Dec(s_a, z) with the same a's.",
@@ -190,25 +200,77 @@ def _identity_probes(feat: _Features, labels, sets: dict, sizes: dict, seed: int
     return out
 
 
-def _sprite_probes(feat: _Features, data, fit, held, sizes: dict, seed: int) -> tuple:
-    """(attribute probes, factor regressions) on the headline protocol's items, fitted side by side."""
-    names = data.meta.get("attribute_names", sprites.ATTRIBUTES)
-    codes = ("s", "z_mu")
+def _known_probes(feat: _Features, data, sets: dict, split: dict, sizes: dict, seed: int) -> dict:
+    """Probes of what the data set knows beyond the identity, fitted side by side (probes.run_jobs):
+
+    attributes, attribute_mean  (data.attributes) each attribute probed from s and from z (mu) on the
+                                headline protocol's items
+    table1                      (attributes, and a run with training identities) the paper's Table 1:
+                                probes fitted on the codes of the run's training images, tested on its
+                                test images, per attribute and their mean
+    factors, factor_kind        (data.factors) each unspecified factor from z (mu) and from s: regressed
+                                (R^2) where continuous, classified (error, chance) where categorical
+    """
+    fit, held, _ = sets[next(iter(sets))]
     kw = {"seed": seed, "max_epochs": sizes["max_epochs"]}
-    # One regressor per code with an output per factor (the longer jobs, first); R^2 reported per factor.
-    regressed = ("z_mu", "s")  # the report's order
-    jobs = [(probes.regress, (feat(code, fit), data.factors[fit], feat(code, held), data.factors[held]), kw)
-            for code in regressed]
-    jobs += [(probes.classify, (feat(code, fit), y[fit], feat(code, held), y[held]), kw)
-             for y in data.attributes.T[:len(names)] for code in codes]
-    results = iter(probes.run_jobs(jobs))
-    fits = {code: next(results) for code in regressed}
-    attributes = {name: {"chance_error": probes.chance_error(data.attributes[held, a]),
-                         **{code: next(results) for code in codes}} for a, name in enumerate(names)}
-    factors = {name: {code: {"train_r2": r["train_r2"][f], "test_r2": r["test_r2"][f], "epochs": r["epochs"]}
-                      for code, r in fits.items()}
-               for f, name in enumerate(data.meta.get("factor_names", sprites.FACTORS))}
-    return attributes, factors
+    codes = ("s", "z_mu")
+    space, jobs, keys = data.factor_space, [], []
+    if data.factors is not None and space is not None and not space.categorical:
+        # One regressor per code with an output per factor (the longer jobs, first); R^2 reported per factor.
+        for code in ("z_mu", "s"):
+            jobs.append((probes.regress, (feat(code, fit), data.factors[fit], feat(code, held), data.factors[held]), kw))
+            keys.append(("factors", code, None))
+    columns = []  # (section, name, labels, fit items, eval items)
+    if data.attributes is not None:
+        names = data.meta.get("attribute_names", [f"attribute {a}" for a in range(data.attributes.shape[1])])
+        columns += [("attributes", name, data.attributes[:, a], fit, held) for a, name in enumerate(names)]
+        across = _table1_items(split, data.labels, sizes, seed)
+        if across is not None:
+            columns += [("table1", name, data.attributes[:, a], *across) for a, name in enumerate(names)]
+    if data.factors is not None and space is not None and space.categorical:
+        columns += [("factors", name, data.factors[:, f], fit, held) for f, name in enumerate(space.names)]
+    for section, name, y, rows_fit, rows_held in columns:
+        for code in codes:
+            jobs.append((probes.classify, (feat(code, rows_fit), y[rows_fit], feat(code, rows_held), y[rows_held]), kw))
+            keys.append((section, code, name))
+    out = {}
+    for (section, code, name), res in zip(keys, probes.run_jobs(jobs)):
+        if name is None:  # a regressor: one R^2 per factor
+            for f, factor in enumerate(space.names):
+                out.setdefault("factors", {}).setdefault(factor, {})[code] = {
+                    "train_r2": res["train_r2"][f], "test_r2": res["test_r2"][f], "epochs": res["epochs"]}
+            continue
+        entry = out.setdefault(section, {}).setdefault(name, {"chance_error": res["chance_error"]})
+        entry[code] = res
+    if "factors" in out:
+        out["factors"] = {name: out["factors"][name] for name in space.names}  # the factors' order
+        out["factor_kind"] = "categorical" if space.categorical else "continuous"
+    if "attributes" in out:
+        out["attribute_mean"] = _mean_errors(out["attributes"])
+    if "table1" in out:
+        fit_items, eval_items = _table1_items(split, data.labels, sizes, seed)
+        out["table1"] = {"protocol": "train-test", "n_fit": int(len(fit_items)), "n_eval": int(len(eval_items)),
+                         "attributes": out["table1"], "mean": _mean_errors(out["table1"])}
+    return out
+
+
+def _table1_items(split: dict, labels, sizes: dict, seed: int):
+    """(fit items, eval items) of the paper's Table 1 protocol: the run's training images fit the
+    probe, its test images test it (subsampled, stratified by identity); None without training images
+    or on a within-identity split (there the headline protocol already is train-test)."""
+    train, test = np.asarray(split.get("train", []), np.int64), np.asarray(split["test"], np.int64)
+    if split.get("kind") != "identity" or not len(train):
+        return None
+    return (probes.subsample(train, labels, sizes["probe_fit"], seed),
+            probes.subsample(test, labels, sizes["probe_eval"], seed))
+
+
+def _mean_errors(per_attribute: dict) -> dict:
+    """Mean over attributes of the train and test errors of each code, and of the chance error."""
+    rows = list(per_attribute.values())
+    out = {code: {k: float(np.mean([r[code][k] for r in rows])) for k in ("train_error", "test_error")}
+           for code in ("s", "z_mu")}
+    return {**out, "chance_error": float(np.mean([r["chance_error"] for r in rows]))}
 
 
 def _retrieval(feat: _Features, data, items, k: int, seed: int) -> dict:
@@ -216,10 +278,19 @@ def _retrieval(feat: _Features, data, items, k: int, seed: int) -> dict:
     out = {"n": int(len(items)), "k": k, "metric": "L2",
            "s": retrieval.identity_retrieval(feat("s", items), labels, k),
            "z_mu": retrieval.identity_retrieval(feat("z_mu", items), labels, k)}
-    if data.factors is not None:
+    space = data.factor_space
+    if data.factors is None or space is None:
+        return out
+    if not space.categorical:
         out["factors"] = {code: retrieval.factor_retrieval(feat(code, items), data.factors[items],
-                                                           sprites.FACTOR_RANGES, k, seed)
+                                                           np.asarray(space.ranges), k, seed)
                           for code in ("z_mu", "s")}
+    elif space.same_pose:
+        cols = [space.names.index(name) for name in space.same_pose]
+        _, pose = np.unique(data.factors[items][:, cols], axis=0, return_inverse=True)
+        out["pose"] = {"factors": list(space.same_pose),
+                       **{code: retrieval.identity_retrieval(feat(code, items), pose.reshape(-1), k)
+                          for code in ("z_mu", "s")}}
     return out
 
 
@@ -231,9 +302,10 @@ def _figures(run: dict, feat: _Features, items_ret: np.ndarray, out_dir: str, se
     picks = np.array([rng.choice(test[data.labels[test] == i]) for i in ids])
     x = torch.from_numpy(data.float_images(picks))
     grids = {"swap": figures.swap_grid(enc, dec, x, x)}
-    if data.factors is not None:  # sprites: what the swap grid should draw
-        truth = analogies.true_swap_images(data.labels[picks], data.factors[picks], x.shape[-1], x.shape[1])
-        grids["swap_truth"] = figures.headed_grid(data.images[picks], data.images[picks], float_to_uint8(truth))
+    if data.knows_truth:  # what the swap grid should draw; blank where the data set lacks the image
+        truth, found = analogies.swap_truth_grid(data, picks)
+        cells = [[truth[i, j] if found[i, j] else None for j in range(len(picks))] for i in range(len(picks))]
+        grids["swap_truth"] = figures.headed_grid(data.images[picks], data.images[picks], cells)
     grids["samples"] = figures.sample_grid(enc, dec, x[:8], 8, seed, run["prior"])
     if len(x) >= 2:
         grids["interpolation"] = figures.interpolation_grid(enc, dec, x[:1], x[1:2], 8)
@@ -276,7 +348,8 @@ def evaluate(run_dir: str, out_dir: str | None = None, *, seed: int = 0, quick: 
     if not sets:
         raise InputError(f"{run_dir}: too few test images per identity for any probe protocol")
     ret_items = probes.subsample(test, labels, sizes["retrieval"], seed)
-    needed = np.concatenate([np.concatenate(s[:2]) for s in sets.values()] + [ret_items])
+    needed = np.concatenate([np.concatenate(s[:2]) for s in sets.values()] + [ret_items]
+                            + list(_table1_items(split, labels, sizes, seed) or []))
     t = time.perf_counter()
     feat = _Features(run, needed, seed)
     timings["encode"] = time.perf_counter() - t
@@ -296,21 +369,20 @@ def evaluate(run_dir: str, out_dir: str | None = None, *, seed: int = 0, quick: 
         "sizes": sizes,
         "probes": {"primary": primary, "protocols": identity},
     }
-    if data.factors is not None and data.attributes is not None:
+    if data.factors is not None or data.attributes is not None:
         t = time.perf_counter()
-        fit, held, _ = sets[primary]
-        result["attributes"], result["factors"] = _sprite_probes(feat, data, fit, held, sizes, seed)
-        timings["sprite_probes"] = time.perf_counter() - t
+        result.update(_known_probes(feat, data, sets, split, sizes, seed))
+        timings["known_probes"] = time.perf_counter() - t
     t = time.perf_counter()
     result["retrieval"] = _retrieval(feat, data, ret_items, K, seed)
     timings["retrieval"] = time.perf_counter() - t
     swap = analogies.model_swap(run["encoder"], run["decoder"])
     sample = analogies.model_sample(run["encoder"], run["decoder"])
-    if data.spec.split(":", 1)[0] == "sprites" and data.factors is not None:
+    if data.knows_truth:
         t = time.perf_counter()
-        result["analogies"] = analogies.sprite_analogies(swap, data, split, cfg.image_size, cfg.channels,
-                                                         sizes["pairs"], seed)
+        result["analogies"] = analogies.against_truth(swap, data, split, sizes["pairs"], seed)
         timings["analogies"] = time.perf_counter() - t
+    if data.renderer is not None:  # scoring samples needs the truth in poses no image shows: fresh renders
         t = time.perf_counter()
         result["samples"] = analogies.sprite_samples(sample, swap, data, split, cfg.image_size, cfg.channels,
                                                      cfg.z_dim, sizes["sample_ids"], seed=seed, prior=run["prior"])
