@@ -81,6 +81,10 @@ class TrainConfig:
                                   # fakes (matching-aware discriminator, Reed et al. 2016; not in the paper)
     shift: int = 0                # augmentation: each training image moved by up to this many pixels in x and
                                   # y (edges repeated), drawn anew for every use (not in the paper; 0 = off)
+    light: float = 0.0            # augmentation: each training image relit by a smooth gain field whose log
+                                  # changes by up to 2 x light across the image, drawn anew for every use, so
+                                  # the identity code learns to ignore where the light comes from (not in the
+                                  # paper; 0 = off)
     real_label: float = 0.95      # one-sided label smoothing for the adversary's real target
     adv_every: int = 1            # generator steps per adversary step (the update ratio)
     seed: int = 0
@@ -113,7 +117,7 @@ class TrainConfig:
         if self.epochs < 0:
             raise UsageError(f"epochs must be >= 0, got {self.epochs}")
         for name in ("w_recon", "w_swap_recon", "w_kl", "w_gan", "w_sinv", "w_zadv", "w_zbetween", "w_zpair", "lr",
-                     "adv_lr", "shift"):
+                     "adv_lr", "shift", "light"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.zadv_trunk_grad <= 1.0:

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -207,13 +208,13 @@ def _same_weights(a, b):
             assert torch.equal(a[part_name][k], b[part_name][k]), (part_name, k)
 
 
-@pytest.mark.parametrize("shift", [0, 2])
-def test_killed_run_resumes_to_the_same_state(tmp_path, monkeypatch, shift):
+@pytest.mark.parametrize("shift,light", [(0, 0.0), (2, 0.0), (0, 1.0)])
+def test_killed_run_resumes_to_the_same_state(tmp_path, monkeypatch, shift, light):
     """A run killed after step 5 and resumed ends where an uninterrupted one does (the default recipe:
     cosine learning-rate decay and the latent critic's memory are part of the state; with shift, the
-    offsets come from the checkpointed sampler's generator)."""
+    offsets and lights come from the checkpointed sampler's generator)."""
     full, part = str(tmp_path / "full"), str(tmp_path / "part")
-    cfg = lambda: tiny_train_config(steps=6, shift=shift)  # noqa: E731
+    cfg = lambda: tiny_train_config(steps=6, shift=shift, light=light)  # noqa: E731
     train(tiny_model_config(), cfg(), {"spec": "sprites:3"}, full, device="cpu", progress=False)
     real_step = Trainer.train_step
 
@@ -439,3 +440,21 @@ def test_training_leaves_the_callers_configs_as_they_were(tmp_path):
     summary = train(model_cfg, train_cfg, {"spec": "sprites:3"}, str(tmp_path / "b"), device="cpu", progress=False,
                     time_budget=1e-3)
     assert summary["steps"] < 40 and model_cfg == model_before and train_cfg == train_before
+
+
+def test_light_scales_each_image_by_its_own_smooth_gain(tmp_path):
+    t = Trainer(tiny_model_config(), tiny_train_config(light=1.0), {"spec": "sprites:3"}, str(tmp_path), device="cpu")
+    x = torch.full((64, 3, 32, 32), -0.5)
+    x[:, :, :4] = -1.0                                    # black rows
+    y = t.relit(x)
+    assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
+    assert torch.equal(y[:, :, :4], x[:, :, :4])          # black stays black
+    gain = (y[:, :, 4:] + 1) / (x[:, :, 4:] + 1)          # the gain where nothing clipped
+    assert torch.allclose(gain[:, 0], gain[:, 2])         # one gain for every channel of a pixel
+    bound = math.exp(0.5 + math.sqrt(2))                 # |level| <= 1/2, |slope * position| <= sqrt(2)
+    assert gain.min() >= 1 / bound - 1e-4 and gain.max() <= bound + 1e-4 and gain.max() / gain.min() > 2
+    steps = gain[:, 0, 1:, :] / gain[:, 0, :-1, :]        # smooth: neighbouring rows differ a little
+    assert (steps - 1).abs().max() < 0.1
+    assert gain.flatten(1).std(1).min() > 0 and len({round(float(g.mean()), 4) for g in gain}) > 50
+    t0 = Trainer(tiny_model_config(), tiny_train_config(), {"spec": "sprites:3"}, str(tmp_path / "b"), device="cpu")
+    assert torch.equal(t0.relit(x), x)                    # light 0 leaves the images alone

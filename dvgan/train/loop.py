@@ -110,8 +110,26 @@ class Trainer:
     # -- one iteration ------------------------------------------------------------------------
     def batch(self) -> Batch:
         i1, i1p, i2 = (i.to(self.device) for i in self.sampler.sample(self.train_cfg.batch_size))
-        x1, x1p, x2 = (self.shifted(self.float_images(i)) for i in (i1, i1p, i2))
+        x1, x1p, x2 = (self.shifted(self.relit(self.float_images(i))) for i in (i1, i1p, i2))
         return Batch(x1, x1p, x2, self.labels[i1], self.labels[i2])
+
+    def relit(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, C, H, W) in [-1, 1] under its own light: the intensity (x + 1) times a gain that changes
+        smoothly across the image, exp(level + slope * (the position along a random direction; pixel centres
+        span -1 .. 1 in x and y)),
+        with level and slope drawn uniformly within +-train_cfg.light / 2 and +-train_cfg.light, then
+        clipped back to [-1, 1]. Black stays black. Drawn with the sampler's generator, so a resumed run
+        draws the same lights. x itself when light is 0."""
+        k = self.train_cfg.light
+        if k == 0:
+            return x
+        b, _, h, w = x.shape
+        angle, slope, level = torch.rand(3, b, 1, 1, generator=self.sampler.generator).to(x.device)
+        angle, slope, level = 2 * math.pi * angle, k * (2 * slope - 1), k * (level - 0.5)
+        across = torch.linspace(-1.0, 1.0, w, device=x.device)[None, None, :]      # (1, 1, W)
+        down = torch.linspace(-1.0, 1.0, h, device=x.device)[None, :, None]        # (1, H, 1)
+        gain = torch.exp(level + slope * (torch.cos(angle) * across + torch.sin(angle) * down))  # (B, H, W)
+        return ((x + 1.0) * gain[:, None]).clamp(0.0, 2.0) - 1.0
 
     def shifted(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, C, H, W) with each image moved by its own whole-pixel offset of at most train_cfg.shift in x
