@@ -75,8 +75,7 @@ class Encoder(nn.Module):
 
     def z_head(self, h: torch.Tensor) -> torch.Tensor:
         """Trunk features -> mu alone."""
-        h_z = h if self.trunk_z is None else h[:, self.feat:]
-        return self.to_z(h_z)[:, :self.to_z.out_features // 2]
+        return self.heads(h)[1]
 
     def forward(self, x: torch.Tensor):
         return self.heads(self.features(x))
