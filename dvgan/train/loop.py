@@ -16,7 +16,7 @@ import torch.distributed as dist
 from .. import data as data_mod
 from ..errors import RuntimeFailure, UsageError
 from ..config import ModelConfig, TrainConfig, from_dict, to_dict
-from ..model import Adversary, AutoEncoder, CodeMemory, LatentAdversary, PairCritic
+from ..model import Adversary, AutoEncoder, CodeMemory, LatentAdversary, PairCritic, pixel_centres
 from .. import prior
 from ..files import atomic_write
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
@@ -115,19 +115,17 @@ class Trainer:
 
     def relit(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, C, H, W) in [-1, 1] under its own light: the intensity (x + 1) times a gain that changes
-        smoothly across the image, exp(level + slope * (the position along a random direction; pixel centres
-        span -1 .. 1 in x and y)),
+        smoothly across the image, exp(level + slope * (the position of the pixel centre along a random
+        direction; model.pixel_centres, -1 .. 1 in x and y)),
         with level and slope drawn uniformly within +-train_cfg.light / 2 and +-train_cfg.light, then
         clipped back to [-1, 1]. Black stays black. Drawn with the sampler's generator, so a resumed run
         draws the same lights. x itself when light is 0."""
         k = self.train_cfg.light
         if k == 0:
             return x
-        b, _, h, w = x.shape
-        angle, slope, level = torch.rand(3, b, 1, 1, generator=self.sampler.generator).to(x.device)
+        angle, slope, level = torch.rand(3, x.shape[0], 1, 1, generator=self.sampler.generator).to(x.device)
         angle, slope, level = 2 * math.pi * angle, k * (2 * slope - 1), k * (level - 0.5)
-        across = torch.linspace(-1.0, 1.0, w, device=x.device)[None, None, :]      # (1, 1, W)
-        down = torch.linspace(-1.0, 1.0, h, device=x.device)[None, :, None]        # (1, H, 1)
+        across, down = pixel_centres(x.shape[-1]).to(x.device)                       # (H, W) each
         gain = torch.exp(level + slope * (torch.cos(angle) * across + torch.sin(angle) * down))  # (B, H, W)
         return ((x + 1.0) * gain[:, None]).clamp(0.0, 2.0) - 1.0
 
