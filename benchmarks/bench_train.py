@@ -2,15 +2,26 @@
 the forward and backward passes (data sampling, metrics, checkpoints, swap grids).
 
   python benchmarks/bench_train.py [--steps 2000] [--config configs/sprites.toml]
+  python benchmarks/bench_train.py --compare 75edd9d --config configs/sprites-warp.toml --steps 400 --reps 3
 
 Wraps the two Algorithm 1 step functions with timers inside a real `train()` call, so the
 overhead figure is measured on the same run as the total.
+
+--compare REF trains the same recipe for the same steps with the code of commit REF (checked out
+into a temporary git worktree and imported from there, with this environment's packages) and with
+this tree, alternating REF and this code, and prints each one's steps/s (from metrics.jsonl, first
+logged step to last, so start-up and data generation are left out), the medians and their ratio.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import signal
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -20,11 +31,66 @@ import dvgan.train.loop as loop
 from dvgan.cli.train import build_configs
 
 
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+
+
+def cpu_model() -> str:
+    """The 'model name' line of /proc/cpuinfo (the platform's processor string elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def steps_per_s(tree: str, config: str, steps: int, out: str) -> float:
+    """Train the recipe with the dvgan found in tree; the pace between the first and last logged step."""
+    env = {**os.environ, "PYTHONPATH": tree}
+    subprocess.run([sys.executable, "-m", "dvgan.cli.train", "--config", config, "--steps", str(steps),
+                    "--seed", "0", "--out", out, "--no-progress", "-q"], env=env, check=True, cwd=tree)
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    first, last = rows[0], rows[-1]
+    return (last["step"] - first["step"]) / (last["time"] - first["time"])
+
+
+def compare(ref: str, config: str, steps: int, reps: int) -> None:
+    config = os.path.abspath(config)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed run still removes its worktree
+    with tempfile.TemporaryDirectory() as tmp:
+        ref_tree = os.path.join(tmp, "ref")
+        subprocess.run(["git", "-C", ROOT, "worktree", "add", "--detach", "-q", ref_tree, ref], check=True)
+        try:
+            trees, pace = {"ref": ref_tree, "this": ROOT}, {"ref": [], "this": []}
+            for rep in range(reps):
+                for name in ("ref", "this") if rep % 2 == 0 else ("this", "ref"):
+                    pace[name].append(steps_per_s(trees[name], config, steps, os.path.join(tmp, f"{name}-{rep}")))
+                    print(f"rep {rep + 1}/{reps} {name}: {pace[name][-1]:.2f} steps/s", flush=True)
+        finally:
+            subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", ref_tree], check=False)
+    head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout
+    ref_med, this_med = statistics.median(pace["ref"]), statistics.median(pace["this"])
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}")
+    print(f"recipe: {os.path.relpath(config, ROOT)}  steps {steps}  reps {reps} (alternating)")
+    print("| code | steps/s, each rep | median |")
+    print("|---|---|---|")
+    print(f"| {ref} | {', '.join(f'{v:.2f}' for v in pace['ref'])} | {ref_med:.2f} |")
+    print(f"| this tree ({head.strip()}) | {', '.join(f'{v:.2f}' for v in pace['this'])} | {this_med:.2f} |")
+    print(f"ratio this / {ref}: {this_med / ref_med:.2f}x")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=2000)
-    ap.add_argument("--config", default=os.path.join(os.path.dirname(__file__), "..", "configs", "sprites.toml"))
+    ap.add_argument("--config", default=os.path.join(ROOT, "configs", "sprites.toml"))
+    ap.add_argument("--compare", metavar="REF", help="also train with the code of this commit, alternating")
+    ap.add_argument("--reps", type=int, default=3, help="runs of each code with --compare")
     args = ap.parse_args()
+    if args.compare:
+        return compare(args.compare, args.config, args.steps, args.reps)
     model, tcfg, data = build_configs(None, args.config, [f"train.steps={args.steps}"], {})
     inside = {"generator_step": 0.0, "adversary_step": 0.0}
 
@@ -55,7 +121,7 @@ def main():
         total = time.perf_counter() - t0
     loop_s = trainer_time["loop"]
     step_s = inside["generator_step"] + inside["adversary_step"]
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
     print(f"recipe: {os.path.relpath(args.config)}  batch {tcfg.batch_size}  steps {args.steps}")
     print(f"| total wall (incl. data generation) | training loop | forward+backward+update | outside fwd/bwd | steps/s |")
