@@ -33,7 +33,8 @@ def make_bundle(cfg, out: str, max_batch: int = 256) -> str:
     torch.manual_seed(0)
     ckpt = os.path.join(out, "checkpoint.pt")
     save_checkpoint(ckpt, {"model_config": to_dict(cfg), "encoder": Encoder(cfg).state_dict(),
-                           "decoder": Decoder(cfg).state_dict(), "step": 0})
+                           "decoder": Decoder(cfg).state_dict(), "step": 0,
+                           "z_prior": {"mean": torch.zeros(cfg.z_dim), "scale": torch.eye(cfg.z_dim)}})
     return export_bundle(ckpt, os.path.join(out, "bundle"), max_batch=max_batch)
 
 

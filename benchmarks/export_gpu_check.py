@@ -22,7 +22,8 @@ from dvgan.export import export_bundle, load_manifest
 from dvgan.export.fp16 import cosine_rows
 from dvgan.export.onnx import decoder_inputs, sample_inputs
 from dvgan.model import Decoder, Encoder
-from dvgan.train.checkpoint import build_models, load_checkpoint
+from dvgan.prior import gaussian
+from dvgan.train.checkpoint import FORMAT, FORMAT_VERSION, build_models, load_checkpoint
 
 
 def random_checkpoint(path: str) -> str:
@@ -33,9 +34,9 @@ def random_checkpoint(path: str) -> str:
         enc.train(), dec.train()
         s, mu, _ = enc(torch.rand(32, 3, 64, 64) * 2 - 1)
         dec(s, mu)
-    torch.save({"format": "dvgan-checkpoint", "format_version": 1, "model_config": to_dict(cfg),
-                "encoder": enc.state_dict(), "decoder": dec.state_dict(), "step": 0, "data": {},
-                "dvgan_version": "check", "torch_version": str(torch.__version__)}, path)
+    torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "model_config": to_dict(cfg),
+                "encoder": enc.state_dict(), "decoder": dec.state_dict(), "z_prior": gaussian(mu), "step": 0,
+                "data": {}, "dvgan_version": "check", "torch_version": str(torch.__version__)}, path)
     return path
 
 
@@ -56,7 +57,7 @@ def main() -> None:
     provider = "CUDAExecutionProvider" if "CUDAExecutionProvider" in ort.get_available_providers() \
         else "CPUExecutionProvider"
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    _, enc, dec = build_models(load_checkpoint(os.path.join(bundle, "model.pt")), device=device)
+    _, enc, dec = build_models(load_checkpoint(os.path.join(bundle, "model.pt"), bundle_weights=True), device=device)
     cfg = ModelConfig(image_size=manifest["image_size"], channels=manifest["channels"])
     sess = {name: ort.InferenceSession(os.path.join(bundle, name), providers=[provider])
             for name in ("encoder.onnx", "decoder.onnx", "encoder.fp16.onnx", "decoder.fp16.onnx")}

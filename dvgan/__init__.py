@@ -8,7 +8,7 @@ Public API, each imported on first use so that `import dvgan` stays light (no to
   export_bundle   export a run to ONNX / fp16 / TensorRT
   evaluate        the paper's probes, retrieval, analogies and figures for a run
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {
     "Engine": ("dvgan.engine", "Engine"),

@@ -24,8 +24,6 @@ class ModelConfig:
     num_ids: int = 2          # identities the adversary's lookup tables know (the training identities)
     adv_width: int = 32       # channels of the adversary's first conv
     adv_dropout: float = 0.5  # dropout before the adversary's output (the authors' code used 0.5)
-    coords: bool = False      # CoordConv (Liu et al., NeurIPS 2018): pixel coordinates as two extra input
-                              # channels of every encoder and decoder conv (not in the paper)
     z_trunk: bool = False     # z gets a conv trunk of its own instead of sharing s's, so that what keeps the
                               # identity out of z never changes the features s reads (not in the paper)
     warp: bool = False        # the decoder draws a template from s alone and moves it by a similarity
@@ -72,7 +70,6 @@ class TrainConfig:
     w_zbetween: float = 0.0       # between-identity share of mu's variance in the batch (not in the paper;
                                   # 0 = off): moves each identity's mean code to the others'; it needs several
                                   # images of an identity per batch, so it suits few identities (MNIST's 10)
-    w_zpair: float = 0.0          # pair critic on (mu1, mu1') vs (mu1, mu2) (not in the paper; 0 = off)
     adv_prior_fake: bool = True   # the adversary also judges Dec(z ~ N(0, I), s2) as a fake for id2. Algorithm 1
                                   # shows it only Dec(z1, s2), so the generator's prior term meets a judge that
                                   # never saw prior samples and conditional samples come out as noise (not in
@@ -120,8 +117,8 @@ class TrainConfig:
             raise UsageError(f"adv_every and zadv_steps must be >= 1, got {self.adv_every}, {self.zadv_steps}")
         if self.epochs < 0:
             raise UsageError(f"epochs must be >= 0, got {self.epochs}")
-        for name in ("w_recon", "w_swap_recon", "w_kl", "w_gan", "w_sinv", "w_zadv", "w_zbetween", "w_zpair", "lr",
-                     "adv_lr", "shift", "light"):
+        for name in ("w_recon", "w_swap_recon", "w_kl", "w_gan", "w_sinv", "w_zadv", "w_zbetween", "lr", "adv_lr",
+                     "shift", "light"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.zadv_trunk_grad <= 1.0:

@@ -26,9 +26,9 @@ log = logging.getLogger(__name__)
 # the identity and z only moves it (shift, scale, turn), the way the renderer makes the pose. With the
 # plain decoder the swap grid took the turn from s, so "A in the pose of B" held for size and position
 # only; with warp z carries the whole pose, and at 4,000 steps all four sprites targets of `dvgan eval`
-# hold on three seeds (benchmarks/RESULTS.md, "The warping decoder"). Its image adversary is half as
-# wide (adv_width 16), so a step costs 0.65-0.73 of one with the default width, and the time budget
-# below holds 1.4-1.5 times the steps, with the targets still met at 4,000.
+# hold on three seeds (benchmarks/RESULTS.md, "The warping decoder: the four sprites targets in 4,000
+# steps"). Its image adversary is half as wide (adv_width 16), which shortens a step (RESULTS.md, "README
+# commands from a fresh clone"), so the time budget below holds more steps; the targets still hold at 4,000.
 # The default run has a training time budget (train_seconds) that keeps the whole demo within 10 minutes
 # of a fresh install on a 2-core machine: a slow one trains fewer steps, and the report says so
 # (benchmarks/RESULTS.md, "README commands"). The long run is the recipe as it is, with the full
@@ -128,8 +128,8 @@ def _busy_cores(window: float = 0.5) -> float | None:
 def _threads_for_free_cores() -> int | None:
     """Torch threads that fit the cores other processes leave free, if fewer than torch would use.
 
-    On 2 cores beside one busy process, training ran at 3.65 steps/s on 2 threads and 6.82 on 1
-    (benchmarks/bench_busy.py; RESULTS.md, "README commands"): the threads wait on each other.
+    On 2 cores beside one busy process, training ran slower on 2 threads than on 1 (benchmarks/bench_busy.py;
+    RESULTS.md, "README commands from a fresh clone"): the threads wait on each other.
     """
     import torch
     busy = _busy_cores()  # none of it this process's yet

@@ -25,25 +25,12 @@ def pixel_centres(size: int) -> torch.Tensor:
     return torch.stack([ramp.expand(size, size), ramp[:, None].expand(size, size)])
 
 
-class AddCoords(nn.Module):
-    """(B, C, H, W) -> (B, C + 2, H, W): appends the x and y of each pixel centre, in [-1, 1]."""
-
-    def __init__(self, size: int):
-        super().__init__()
-        self.register_buffer("grid", pixel_centres(size)[None], persistent=False)
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return torch.cat([h, self.grid.to(h.dtype).expand(h.shape[0], -1, -1, -1)], dim=1)
-
-
 def _trunk(cfg) -> nn.Sequential:
     """The encoder's conv stages: (B, C, H, W) -> (B, 4w, H/8, W/8)."""
-    layers, size, extra = [], cfg.image_size, 2 if cfg.coords else 0
+    layers = []
     for cin, cout, k, stride in _stages(cfg.trunk, cfg.width):
-        layers += [AddCoords(size)] if cfg.coords else []
-        size //= stride
         layers += [
-            nn.Conv2d((cin or cfg.channels) + extra, cout, k, stride, padding=k // 2, bias=False),
+            nn.Conv2d(cin or cfg.channels, cout, k, stride, padding=k // 2, bias=False),
             nn.BatchNorm2d(cout),
             nn.ReLU(inplace=True),
         ]
@@ -97,14 +84,12 @@ class Decoder(nn.Module):
         self.from_z = None if cfg.warp else nn.Linear(cfg.z_dim, feat)  # with warp, z only moves the template
         self.bn0 = nn.BatchNorm2d(self.base_ch)
         stages = _stages(cfg.trunk, cfg.width)
-        layers, size, extra = [], self.base, 2 if cfg.coords else 0
+        layers = []
         # Mirror the encoder: walk its stages backwards, each conv becoming a (fractionally strided) transpose.
         for i, (cin, cout, k, stride) in reversed(list(enumerate(stages))):
             last = i == 0
             out_ch = cfg.channels if last else cin
-            layers += [AddCoords(size)] if cfg.coords else []
-            size *= stride
-            layers.append(nn.ConvTranspose2d(cout + extra, out_ch, k, stride, padding=k // 2,
+            layers.append(nn.ConvTranspose2d(cout, out_ch, k, stride, padding=k // 2,
                                              output_padding=stride - 1, bias=last))
             layers += [nn.Tanh()] if last else [nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)]
         self.net = nn.Sequential(*layers)
@@ -212,26 +197,6 @@ class CodeMemory(nn.Module):
         filled = min(int(self.seen), len(self.ids))
         pick = torch.randint(filled, (count,), device=self.ids.device)
         return self.codes[pick], self.ids[pick]
-
-
-class PairCritic(nn.Module):
-    """Does a pair of unspecified codes come from one identity? (mu_a, mu_b) (B, z_dim) each -> logit (B,).
-
-    Not in the paper: an optional critic that needs no identity classes, so it works for any number
-    of identities and for identities never seen in training. The encoder is trained to leave it at
-    chance, which removes from z whatever makes two images of one identity recognisable as such.
-    """
-
-    def __init__(self, cfg, hidden: int = 256):
-        super().__init__()
-        self.norm = nn.BatchNorm1d(cfg.z_dim, affine=False)
-        self.net = nn.Sequential(nn.Linear(2 * cfg.z_dim, hidden), nn.LeakyReLU(0.2),
-                                 nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
-
-    def forward(self, mu_a: torch.Tensor, mu_b: torch.Tensor) -> torch.Tensor:
-        b = mu_a.shape[0]
-        h = self.norm(torch.cat([mu_a, mu_b])).split(b)
-        return self.net(torch.cat([(h[0] - h[1]).abs(), h[0] * h[1]], dim=1)).squeeze(1)  # symmetric in a, b
 
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

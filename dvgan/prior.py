@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-FIT_IMAGES = 2048  # training images per fit: the samples score within 0.1 dB of a fit on 8,000
+FIT_IMAGES = 2048  # training images per fit; more fit it no better (benchmarks/RESULTS.md, "Samples from
+                   # the fitted prior, and z 128 as the default")
 FIT_BATCH = 512
 PRIORS = ("auto", "fitted", "standard")  # what a sampler draws z from (auto: fitted when there is one)
 
@@ -32,9 +33,8 @@ def fit_z_prior(encoder, n_train: int, images_of, seed: int = 0, n: int = FIT_IM
     """Fit the prior to mu of the training images fit_items(n_train, seed, n) picks.
 
     images_of(positions) -> float tensor (B, C, H, W) in [-1, 1], positions into the training split.
-    Training, evaluation (for checkpoints written before the prior) and benchmarks/prior_fit.py all fit
-    through here, so they agree. The encoder runs in inference mode (BatchNorm running statistics) and
-    is put back as it was.
+    Training and benchmarks/prior_fit.py both fit through here, so they agree. The encoder runs in
+    inference mode (BatchNorm running statistics) and is put back as it was.
     """
     import torch
     rows = fit_items(n_train, seed, n)

@@ -31,6 +31,16 @@ def tiny_train_config(**kw):
     return TrainConfig(**base)
 
 
+def as_format_1(state: dict) -> dict:
+    """A checkpoint dict as dvgan 0.1.0 wrote it (checkpoint format 1): the same, with the fields of
+    CoordConv and the pair critic, both off."""
+    old = {**state, "format_version": 1, "model_config": {**state["model_config"], "coords": False}}
+    if "train_config" in state:
+        old["train_config"] = {**state["train_config"], "w_zpair": 0.0}
+        old["pair_critic"] = {}
+    return old
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A run folder trained for a few steps on sprites (3 images per identity)."""

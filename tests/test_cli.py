@@ -1,4 +1,6 @@
-"""The command line as a user meets it: help, version, and train -> export -> query with no extra flags."""
+"""The command line as a user meets it: help, version, the committed recipes, and train -> export -> query
+with no extra flags."""
+import glob
 import os
 
 import numpy as np
@@ -11,6 +13,7 @@ from dvgan.cli.export import main as export_main
 from dvgan.cli.main import cli
 from dvgan.cli.train import main as train_main
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUBCOMMANDS = ["demo", "train", "export", "info", "eval", "index", "query", "swap", "sample", "interpolate", "serve"]
 
 
@@ -35,6 +38,17 @@ def test_usage_error_exit_code_is_2():
     assert res.exit_code == 2
     assert res.output.strip().splitlines() == ["error: unknown data spec 'nope:x': use sprites, sprites:PER_ID, "
                                                "mnist:DIR, lpc:DIR or an existing folder"]
+
+
+@pytest.mark.parametrize("recipe", sorted(glob.glob(os.path.join(ROOT, "configs", "*.toml"))),
+                         ids=os.path.basename)
+def test_every_committed_recipe_builds_valid_configs(recipe):
+    """Every field a recipe sets exists and holds a valid value (recipes without a [data] spec take one
+    on the command line)."""
+    from dvgan.cli.train import build_configs, read_config_file
+    spec = None if read_config_file(recipe).get("data", {}).get("spec") else "sprites"
+    model, train, data = build_configs(spec, recipe, [], {})
+    assert model.validate() and train.validate() and data["spec"]
 
 
 def test_train_export_then_query_with_no_other_flag(tmp_path, monkeypatch):

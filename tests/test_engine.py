@@ -309,6 +309,7 @@ def test_import_is_light_and_state_is_per_engine(bundle):
 @pytest.mark.slow
 def test_default_model_loads_under_a_second(tmp_path):
     """The default recipe (32x32x3, s 64, z 128, width 32) loads in under a second (imports excluded)."""
+    import torch
     from dvgan.config import ModelConfig, to_dict
     from dvgan.engine import Engine
     from dvgan.model import Decoder, Encoder
@@ -317,7 +318,8 @@ def test_default_model_loads_under_a_second(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     save_checkpoint(str(run / "checkpoint.pt"), {"model_config": to_dict(cfg), "encoder": Encoder(cfg).state_dict(),
-                                                 "decoder": Decoder(cfg).state_dict(), "step": 0})
+                                                 "decoder": Decoder(cfg).state_dict(), "step": 0,
+                                                 "z_prior": {"mean": torch.zeros(cfg.z_dim), "scale": torch.eye(cfg.z_dim)}})
     b = bundle_from_run(str(run), str(tmp_path / "bundle"))
     Engine.load(b, "onnxruntime", "cpu")  # imports
     t0 = time.perf_counter()

@@ -23,7 +23,8 @@ from dvgan.export.fp16 import cosine_rows
 from dvgan.export.manifest import read_onnx_metadata
 from dvgan.export.tensorrt import plan_mismatch
 from dvgan.model import Decoder, Encoder
-from dvgan.train.checkpoint import build_models, load_checkpoint
+from dvgan.prior import gaussian
+from dvgan.train.checkpoint import FORMAT, FORMAT_VERSION, build_models, load_checkpoint
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 
@@ -44,8 +45,8 @@ def make_checkpoint(path, seed=0, **overrides) -> str:
             x = torch.rand(16, cfg.channels, cfg.image_size, cfg.image_size) * 1.6 - 0.9
             s, mu, _ = enc(x)
             dec(s, mu)
-    state = {"format": "dvgan-checkpoint", "format_version": 1, "model_config": to_dict(cfg),
-             "encoder": enc.state_dict(), "decoder": dec.state_dict(), "step": 7,
+    state = {"format": FORMAT, "format_version": FORMAT_VERSION, "model_config": to_dict(cfg),
+             "encoder": enc.state_dict(), "decoder": dec.state_dict(), "z_prior": gaussian(mu), "step": 7,
              "data": {"spec": "sprites:3", "image_size": cfg.image_size, "channels": cfg.channels},
              "dvgan_version": "test", "torch_version": str(torch.__version__)}
     torch.save(state, path)
@@ -80,7 +81,8 @@ def leftovers(folder, name):
 
 def test_bundle_files_and_manifest(bundle, checkpoint):
     m = load_manifest(bundle)
-    assert set(m["files"]) == {"encoder.onnx", "decoder.onnx", "encoder.fp16.onnx", "decoder.fp16.onnx", "model.pt"}
+    assert set(m["files"]) == {"encoder.onnx", "decoder.onnx", "encoder.fp16.onnx", "decoder.fp16.onnx", "model.pt",
+                               "z_prior.npz"}
     assert sorted(os.listdir(bundle)) == sorted([*m["files"], "manifest.json"])  # no external-data side files
     assert m["io"]["encoder"]["inputs"]["image"] == ["N", 3, 32, 32]
     assert m["io"]["decoder"]["outputs"]["image"] == ["N", 3, 32, 32]
@@ -96,7 +98,7 @@ def test_bundle_files_and_manifest(bundle, checkpoint):
 
 def test_fp32_matches_pytorch_at_batch_1_and_37(bundle):
     """Independent of the exporter's own check: model.pt in PyTorch against the ONNX files."""
-    cfg, enc, dec = build_models(load_checkpoint(os.path.join(bundle, "model.pt")))
+    cfg, enc, dec = build_models(load_checkpoint(os.path.join(bundle, "model.pt"), bundle_weights=True))
     enc_s, dec_s = session(os.path.join(bundle, "encoder.onnx")), session(os.path.join(bundle, "decoder.onnx"))
     rng = np.random.default_rng(3)
     for batch in (1, 37):

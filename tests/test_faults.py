@@ -225,7 +225,7 @@ def test_index_save_on_a_full_disk_keeps_the_previous_index(bundle, tmp_path, mo
 def test_checkpoint_save_on_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     from dvgan.train import checkpoint as ckpt_mod
     path = str(tmp_path / "checkpoint.pt")
-    state = {"model_config": {}, "encoder": {"w": torch.ones(3)}, "decoder": {}, "step": 4}
+    state = {"model_config": {}, "encoder": {"w": torch.ones(3)}, "decoder": {}, "z_prior": {}, "step": 4}
     ckpt_mod.save_checkpoint(path, state)
     before = open(path, "rb").read()
     real_save = torch.save

@@ -7,14 +7,13 @@ import torch
 from dvgan.config import ModelConfig
 from dvgan.model import Adversary, AutoEncoder, Decoder, Encoder, kl_to_standard_normal, reparameterize
 
-VARIANTS = [(trunk, size, ch, False) for trunk in ("conv5", "conv3") for size in (32, 64) for ch in (1, 3)]
-VARIANTS += [(trunk, 32, 3, True) for trunk in ("conv5", "conv3")]
+VARIANTS = [(trunk, size, ch) for trunk in ("conv5", "conv3") for size in (32, 64) for ch in (1, 3)]
 
 
-@pytest.mark.parametrize("trunk,size,channels,coords", VARIANTS)
-def test_shapes_and_range(trunk, size, channels, coords):
+@pytest.mark.parametrize("trunk,size,channels", VARIANTS)
+def test_shapes_and_range(trunk, size, channels):
     cfg = ModelConfig(image_size=size, channels=channels, s_dim=6, z_dim=5, trunk=trunk, width=8,
-                      adv_width=8, num_ids=4, coords=coords).validate()
+                      adv_width=8, num_ids=4).validate()
     enc, dec, adv = Encoder(cfg), Decoder(cfg), Adversary(cfg)
     x = torch.rand(3, channels, size, size) * 2 - 1
     s, mu, logvar = enc(x)
@@ -25,12 +24,11 @@ def test_shapes_and_range(trunk, size, channels, coords):
     assert adv(img, torch.tensor([0, 1, 3])).shape == (3,)
 
 
-@pytest.mark.parametrize("trunk,coords,warp,z_trunk", [("conv5", False, False, False), ("conv3", False, False, False),
-                                                      ("conv5", True, False, False), ("conv5", False, True, False),
-                                                      ("conv3", False, False, True)])
-def test_every_parameter_gets_a_gradient(trunk, coords, warp, z_trunk):
-    cfg = ModelConfig(channels=1, s_dim=4, z_dim=4, trunk=trunk, width=4, adv_width=4, num_ids=3, coords=coords,
-                      warp=warp, z_trunk=z_trunk)
+@pytest.mark.parametrize("trunk,warp,z_trunk", [("conv5", False, False), ("conv3", False, False),
+                                               ("conv5", True, False), ("conv3", False, True)])
+def test_every_parameter_gets_a_gradient(trunk, warp, z_trunk):
+    cfg = ModelConfig(channels=1, s_dim=4, z_dim=4, trunk=trunk, width=4, adv_width=4, num_ids=3, warp=warp,
+                      z_trunk=z_trunk)
     ae, adv = AutoEncoder(cfg), Adversary(cfg)
     x = torch.rand(4, 1, 32, 32) * 2 - 1
     out = ae(x, x.flip(0), x.roll(1, 0), torch.randn(4, 4))
@@ -90,14 +88,13 @@ def test_config_rejects_bad_values(bad):
         ModelConfig(**bad).validate()
 
 
-def test_coordinate_channels_tell_positions_apart():
-    """With coords, the first conv sees each pixel's place: a zero image gives a position-dependent map."""
-    from dvgan.model import AddCoords
-    grid = AddCoords(4)(torch.zeros(2, 1, 4, 4))
-    assert grid.shape == (2, 3, 4, 4)
-    assert torch.allclose(grid[0, 1, 0], torch.tensor([-0.75, -0.25, 0.25, 0.75]))  # x along a row
-    assert torch.allclose(grid[0, 2, :, 0], torch.tensor([-0.75, -0.25, 0.25, 0.75]))  # y down a column
-    assert "grid" not in AddCoords(4).state_dict()  # derived, not stored in checkpoints
+def test_pixel_centres_give_x_along_a_row_and_y_down_a_column():
+    from dvgan.model import pixel_centres
+    grid = pixel_centres(4)
+    assert grid.shape == (2, 4, 4)
+    assert torch.allclose(grid[0, 1], torch.tensor([-0.75, -0.25, 0.25, 0.75]))     # x along a row
+    assert torch.allclose(grid[1, :, 2], torch.tensor([-0.75, -0.25, 0.25, 0.75]))  # y down a column
+    assert torch.all(grid[0] == grid[0, :1]) and torch.all(grid[1] == grid[1, :, :1])
 
 
 def test_warp_decoder_moves_a_template_drawn_from_s():

@@ -75,30 +75,53 @@ def test_training_checkpoint_holds_the_prior_of_its_own_weights(tiny_run):
                                atol=1e-4)
 
 
-def test_evaluation_fits_the_prior_training_would_have_written(tiny_run, tmp_path):
-    """A checkpoint from before the prior: evaluation fits the same one from the run's training split."""
+def test_evaluation_and_export_read_the_prior_of_a_format_1_checkpoint(tiny_run, tmp_path):
+    """A dvgan 0.1.0 run (checkpoint format 1) that carries the prior is evaluated and exported with it."""
+    from conftest import as_format_1
     from dvgan.eval.suite import load_run
+    from dvgan.export import export_bundle
     from dvgan.train.checkpoint import load_checkpoint
     old = str(tmp_path / "old")
     shutil.copytree(tiny_run, old)
-    state = load_checkpoint(old)
-    want = state.pop("z_prior")
-    torch.save(state, os.path.join(old, "checkpoint.pt"))
+    path = os.path.join(old, "checkpoint.pt")
+    want = torch.load(path, weights_only=True)["z_prior"]
+    torch.save(as_format_1(load_checkpoint(old)), path)
+    assert torch.load(path, weights_only=True)["format_version"] == 1
     run = load_run(old)
-    assert run["prior_source"] == "fitted at evaluation"
-    np.testing.assert_allclose(run["prior"]["mean"].numpy(), want["mean"].numpy(), atol=1e-5)
-    cov = lambda p: (p["scale"] @ p["scale"].T).numpy()  # noqa: E731
-    np.testing.assert_allclose(cov(run["prior"]), cov(want), atol=1e-4)
-    assert load_run(tiny_run)["prior_source"] == "checkpoint"
+    np.testing.assert_array_equal(run["prior"]["mean"].numpy(), want["mean"].numpy())
+    np.testing.assert_array_equal(run["prior"]["scale"].numpy(), want["scale"].numpy())
+    bundle = export_bundle(old, str(tmp_path / "bundle"))
+    with np.load(os.path.join(bundle, "z_prior.npz")) as f:
+        np.testing.assert_array_equal(f["mean"], want["mean"].numpy())
 
 
-def test_bundle_without_a_prior_samples_the_standard_normal(tmp_path):
-    """A bundle exported from a checkpoint written before the prior: auto means N(0, I); fitted is refused."""
+def _as_a_0_1_bundle(bundle: str) -> None:
+    """Make bundle one that dvgan 0.1.0 exported from a checkpoint without the prior: no z_prior.npz, and
+    model.pt in checkpoint format 1, without a prior; checksums updated (bundle format 1 is unchanged)."""
+    from conftest import as_format_1
+    from dvgan.files import sha256_file
+    os.remove(os.path.join(bundle, "z_prior.npz"))
+    weights = os.path.join(bundle, "model.pt")
+    torch.save(as_format_1(torch.load(weights, weights_only=True)), weights)
+    manifest_path = os.path.join(bundle, "manifest.json")
+    m = json.load(open(manifest_path))
+    m["z_prior"] = None
+    del m["files"]["z_prior.npz"]
+    m["files"]["model.pt"].update(sha256=sha256_file(weights), bytes=os.path.getsize(weights))
+    with open(manifest_path, "w") as fh:
+        json.dump(m, fh)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_bundle_without_a_prior_samples_the_standard_normal(tmp_path, backend):
+    """A bundle that dvgan 0.1.0 exported from a checkpoint written before the prior still loads, on every
+    backend: auto means N(0, I); fitted is refused."""
     from dvgan.engine import Engine
     from dvgan.export import export_bundle
     from test_export import make_checkpoint
     out = export_bundle(make_checkpoint(tmp_path / "checkpoint.pt"), str(tmp_path / "bundle"))
-    eng = Engine.load(out, "onnxruntime", "cpu")
+    _as_a_0_1_bundle(out)
+    eng = Engine.load(out, backend, "cpu")
     assert eng.z_prior is None and eng.manifest["z_prior"] is None
     x = np.zeros((1, 3, 32, 32), np.float32)
     np.testing.assert_array_equal(eng.sample(x, 3, seed=1), eng.sample(x, 3, seed=1, prior="standard"))

@@ -26,7 +26,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from dvgan.errors import InputError, UsageError
-from conftest import Evil, write_lpc_folder, write_lpc_sheet
+from conftest import Evil, as_format_1, write_lpc_folder, write_lpc_sheet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -232,6 +232,24 @@ def query(*extra, index=None, bundle=None):
                       "--bundle", (bundle or (lambda c: c.bundle))(c), *extra]
 
 
+# A checkpoint that dvgan 0.1.0 wrote (format 1) without the fitted prior: refused, saying what to do.
+FORMAT_1_REFUSED = "(checkpoint format 1, no fitted z prior); retrain it with dvgan"
+
+
+def _format_1(edit):
+    """An edit for Ctx.checkpoint_with: the checkpoint as dvgan 0.1.0 wrote it (format 1), then edit."""
+    def to_format_1(state):
+        old = as_format_1(state)
+        edit(old)
+        state.clear()
+        state.update(old)
+    return to_format_1
+
+
+def _without_prior(state):
+    del state["z_prior"]
+
+
 CLI_CASES = [
     # images given to the engine commands
     CliCase("image: missing path", sample(file_("missing")), 2, "no such file"),
@@ -326,8 +344,15 @@ CLI_CASES = [
     CliCase("checkpoint: malicious pickle", lambda c: [c.evil_checkpoint, "-o", os.path.join(c.tmp, "x")],
             1, "not a loadable dvgan checkpoint", "dvgan-export"),
     CliCase("checkpoint: incompatible format version", lambda c: [c.checkpoint_with(
-        lambda s: s.update(format_version=2)), "-o", os.path.join(c.tmp, "x")], 1, "format version 2",
+        lambda s: s.update(format_version=99)), "-o", os.path.join(c.tmp, "x")], 1, "format version 99",
         "dvgan-export"),
+    CliCase("checkpoint: format 1 without the fitted prior", lambda c: [c.checkpoint_with(
+        _format_1(_without_prior)), "-o", os.path.join(c.tmp, "x")], 1, FORMAT_1_REFUSED, "dvgan-export"),
+    CliCase("checkpoint: format 1 with CoordConv", lambda c: [c.checkpoint_with(
+        _format_1(lambda s: s["model_config"].update(coords=True))), "-o", os.path.join(c.tmp, "x")], 1,
+        "(checkpoint format 1, model.coords on); retrain it with dvgan", "dvgan-export"),
+    CliCase("checkpoint: format 1 without the fitted prior, in dvgan eval", lambda c: [
+        "eval", _run_copy_with_checkpoint(c, _format_1(_without_prior)), "--quick"], 1, FORMAT_1_REFUSED),
     CliCase("checkpoint: not a dvgan checkpoint", lambda c: [c.checkpoint_with(
         lambda s: s.update(format="something-else")), "-o", os.path.join(c.tmp, "x")], 1, "not a dvgan checkpoint",
         "dvgan-export"),
@@ -338,8 +363,11 @@ CLI_CASES = [
         lambda s: s["z_prior"].update(mean=torch.zeros(3))), "-o", os.path.join(c.tmp, "x")], 1,
         "z prior has shapes", "dvgan-export"),
     CliCase("checkpoint: incompatible version on --resume", lambda c: [
-        "--out", _run_with_checkpoint(c, lambda s: s.update(format_version=2)), "--resume", "--no-progress"],
-        1, "format version 2", "dvgan-train"),
+        "--out", _run_with_checkpoint(c, lambda s: s.update(format_version=99)), "--resume", "--no-progress"],
+        1, "format version 99", "dvgan-train"),
+    CliCase("checkpoint: format 1 without the fitted prior on --resume", lambda c: [
+        "--out", _run_with_checkpoint(c, _format_1(_without_prior)), "--resume", "--no-progress"],
+        1, FORMAT_1_REFUSED, "dvgan-train"),
     # the demo
     CliCase("demo: output folder holding a run of another model", lambda c: [
         "demo", "-o", _demo_folder_with(c, c.run), "--no-progress"], 2, "holds a run of another model (s_dim 8, z_dim 8, width 8, adv_width 8, warp False; this demo trains s_dim 64"),
@@ -370,6 +398,15 @@ def _edit_json(path: str, edit) -> None:
     edit(m)
     with open(path, "w") as fh:
         json.dump(m, fh)
+
+
+def _run_copy_with_checkpoint(c: Ctx, edit) -> str:
+    """A copy of the tiny run (split.json and all) whose checkpoint is edited."""
+    src = c.checkpoint_with(edit)
+    run = os.path.join(c.tmp, f"run-copy-{Ctx.n}")
+    shutil.copytree(c.run, run)
+    shutil.move(src, os.path.join(run, "checkpoint.pt"))
+    return run
 
 
 def _run_with_checkpoint(c: Ctx, edit) -> str:
@@ -404,7 +441,8 @@ def test_cli_case(ctx, case):
 
 # -- a few as separate processes: nothing but the one line reaches stderr ----------------------------------
 
-SUBPROCESS_CASES = ["image: truncated JPEG", "query: k = 0", "bundle: manifest path pointing outside the bundle"]
+SUBPROCESS_CASES = ["image: truncated JPEG", "query: k = 0", "bundle: manifest path pointing outside the bundle",
+                    "checkpoint: format 1 without the fitted prior, in dvgan eval"]
 
 
 @pytest.mark.parametrize("name", SUBPROCESS_CASES)
@@ -502,6 +540,8 @@ API_CASES = [
             "no such checkpoint"),
     ApiCase("load_checkpoint: malicious pickle", lambda c: _load_checkpoint(c.evil_checkpoint), InputError,
             "not a loadable dvgan checkpoint"),
+    ApiCase("load_checkpoint: format 1 without the fitted prior", lambda c: _load_checkpoint(
+        c.checkpoint_with(_format_1(_without_prior))), InputError, FORMAT_1_REFUSED),
 ]
 
 

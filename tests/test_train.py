@@ -8,8 +8,9 @@ import sys
 import pytest
 import torch
 
-from conftest import tiny_model_config, tiny_train_config
-from dvgan.train.checkpoint import load_checkpoint
+from conftest import as_format_1, tiny_model_config, tiny_train_config
+from dvgan import __version__
+from dvgan.train.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint
 from dvgan.train.loop import Trainer, TrainingError, train
 from dvgan.train.step import adversary_step, generator_step
 
@@ -108,26 +109,22 @@ def test_lambda_zero_is_the_ablation(tmp_path):
     assert _moved(latent_before, t.latent) == set(latent_before)
 
 
-@pytest.mark.parametrize("weight,attr,kwarg,state_key", [
-    ("w_zadv", "latent", "latent", "latent_adversary"),
-    ("w_zpair", "pair", "pair", "pair_critic"),
-])
-def test_latent_critics_move_with_the_adversary_only(tmp_path, weight, attr, kwarg, state_key):
-    """The critics on z are frozen in the generator step and move only in the adversary step."""
-    t = Trainer(tiny_model_config(), tiny_train_config(**{weight: 1.0}), {"spec": "sprites:3"}, str(tmp_path),
+def test_latent_critic_moves_with_the_adversary_only(tmp_path):
+    """The critic on z is frozen in the generator step and moves only in the adversary step."""
+    t = Trainer(tiny_model_config(), tiny_train_config(w_zadv=1.0), {"spec": "sprites:3"}, str(tmp_path),
                 device="cpu")
-    ae, critic = t.autoencoder, getattr(t, attr)
+    ae, critic = t.autoencoder, t.latent
     batch = t.batch()
     critic_before = _snapshot(critic)
-    terms, fake, codes = generator_step(ae, t.adversary, t.opt_gen, t.train_cfg, batch, 8, **{kwarg: critic})
-    assert f"{weight[2:]}_gen" in terms and _moved(critic_before, critic) == set()
+    terms, fake, codes = generator_step(ae, t.adversary, t.opt_gen, t.train_cfg, batch, 8, latent=critic)
+    assert "zadv_gen" in terms and _moved(critic_before, critic) == set()
     assert set(codes) == {"mu1", "mu1p", "mu2"} and not codes["mu2"].requires_grad
     ae_before = _snapshot(ae)
-    out = adversary_step(t.adversary, t.opt_adv, t.train_cfg, fake, batch, codes=codes, **{kwarg: critic})
+    out = adversary_step(t.adversary, t.opt_adv, t.train_cfg, fake, batch, latent=critic, codes=codes)
     assert _moved(critic_before, critic) == set(critic_before) and _moved(ae_before, ae) == set()
-    assert 0.0 <= float(out[f"{weight[2:]}_acc"]) <= 1.0
+    assert 0.0 <= float(out["zadv_acc"]) <= 1.0
     t.train_step()  # and through the trainer: its state is checkpointed
-    assert t.state_dict()[state_key]
+    assert t.state_dict()["latent_adversary"]
 
 
 def test_mismatched_real_images_are_fakes_for_the_adversary(tmp_path, monkeypatch):
@@ -247,19 +244,50 @@ def test_resume_with_more_steps_extends_a_constant_rate_run(tmp_path):
     _same_weights(load_checkpoint(full), load_checkpoint(part))
 
 
-def test_resume_of_an_older_checkpoint_keeps_how_it_was_trained(tmp_path):
-    """A checkpoint written before adv_prior_fake existed trained without it; resuming keeps it off."""
-    from dvgan.train.checkpoint import save_checkpoint
-    out = str(tmp_path / "run")
-    train(tiny_model_config(), tiny_train_config(steps=2, adv_prior_fake=False), {"spec": "sprites:3"}, out,
-          device="cpu", progress=False)
-    path = os.path.join(out, "checkpoint.pt")
-    state = load_checkpoint(path)
-    del state["train_config"]["adv_prior_fake"]  # as an older version wrote it
-    save_checkpoint(path, state)
-    train(tiny_model_config(), tiny_train_config(steps=4), {}, out, device="cpu", resume=True, progress=False)
-    resumed = load_checkpoint(path)
-    assert resumed["step"] == 4 and resumed["train_config"]["adv_prior_fake"] is False
+def test_a_format_1_checkpoint_with_the_prior_resumes_as_it_was_trained(tmp_path):
+    """A dvgan 0.1.0 checkpoint (format 1) that carries the prior, with CoordConv and the pair critic off,
+    reads as format 2; its run resumes to the weights of an uninterrupted one and is written anew as format 2."""
+    full, part = str(tmp_path / "full"), str(tmp_path / "part")
+    cfg = dict(lr_decay="none")
+    train(tiny_model_config(), tiny_train_config(steps=6, **cfg), {"spec": "sprites:3"}, full, device="cpu", progress=False)
+    train(tiny_model_config(), tiny_train_config(steps=4, **cfg), {"spec": "sprites:3"}, part, device="cpu", progress=False)
+    path = os.path.join(part, "checkpoint.pt")
+    torch.save(as_format_1(torch.load(path, weights_only=True)), path)
+    state = load_checkpoint(part)
+    assert state["format_version"] == FORMAT_VERSION == 2 and "pair_critic" not in state
+    assert "coords" not in state["model_config"] and "w_zpair" not in state["train_config"]
+    train(tiny_model_config(), tiny_train_config(steps=6), {}, part, device="cpu", resume=True, progress=False)
+    _same_weights(load_checkpoint(full), load_checkpoint(part))
+    assert torch.load(path, weights_only=True)["format_version"] == 2
+
+
+@pytest.mark.parametrize("edit,why", [
+    (lambda s: s.pop("z_prior"), "no fitted z prior"),
+    (lambda s: s["model_config"].update(coords=True), "model.coords on"),
+    (lambda s: s["train_config"].update(w_zpair=0.05), "train.w_zpair on"),
+])
+def test_other_format_1_checkpoints_are_refused_with_what_to_do(tiny_run, tmp_path, edit, why):
+    """Without the prior, or with an option this version no longer has, a format-1 checkpoint is refused in
+    one line that names the version to retrain with and the one that reads it."""
+    state = as_format_1(torch.load(os.path.join(tiny_run, "checkpoint.pt"), weights_only=True))
+    edit(state)
+    path = str(tmp_path / "checkpoint.pt")
+    torch.save(state, path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert str(info.value) == (f"{path}: written by an older dvgan (checkpoint format 1, {why}); retrain it with "
+                               f"dvgan {__version__}, or read it with dvgan 0.1.0")
+    assert __version__ != "0.1.0"
+
+
+def test_a_format_2_checkpoint_needs_the_prior(tiny_run, tmp_path):
+    state = torch.load(os.path.join(tiny_run, "checkpoint.pt"), weights_only=True)
+    del state["z_prior"]
+    path = str(tmp_path / "checkpoint.pt")
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="lacks 'z_prior'"):
+        load_checkpoint(path)
+    assert "z_prior" not in load_checkpoint(path, bundle_weights=True)  # a bundle's model.pt keeps no prior
 
 
 def test_existing_run_is_not_overwritten(tiny_run):

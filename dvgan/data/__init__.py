@@ -88,7 +88,7 @@ def load(spec: str, image_size: int = 32, channels: int | None = None, seed: int
 def _sprite_arrays(per_id: int, size: int, seed: int) -> tuple:
     """sprites.generate's arrays, read-only and kept for the next call: a process that loads the same
     sprites again (the demo trains on them, writes its gallery from them, evaluates on them) draws them
-    once (16 s for the demo's 25,600 images on a slow 2-core machine)."""
+    once (what that saves: benchmarks/RESULTS.md, "README commands from a fresh clone")."""
     arrays = sprites.generate(per_id, size, seed)
     for a in arrays:
         a.flags.writeable = False

@@ -55,7 +55,7 @@ class Engine:
         self.channels = int(manifest["channels"])
         self.s_dim, self.z_dim = int(manifest["s_dim"]), int(manifest["z_dim"])
         self.max_batch = int(manifest.get("max_batch", 256))
-        self.z_prior = _load_prior(bundle_dir, manifest)  # None: the bundle predates it; sample N(0, I)
+        self.z_prior = _load_prior(bundle_dir, manifest)  # None: a bundle exported without one; sample N(0, I)
 
     @classmethod
     def load(cls, bundle: str | None = None, backend: str = "auto", device: str = "auto", *,

@@ -37,7 +37,7 @@ class OrtBackend:
         opts.intra_op_num_threads = int(threads)  # 0: one per physical core
         opts.log_severity_level = 3  # provider fallbacks are reported by the engine, not ORT's log
         # Idle pool threads sleep instead of spinning: spinning takes the cores that concurrent callers
-        # (and anything else on the machine) need, and halved decode throughput on a busy 2-core host.
+        # (and anything else on the machine) need, and slowed decoding on a busy 2-core host.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = [CUDA, CPU] if device == "cuda" else [CPU]
         self.device, self.precision = device, precision

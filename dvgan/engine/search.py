@@ -27,18 +27,18 @@ METHODS = ("flat", "ivf", "hnsw", "ivfpq")
 HNSW_M = 32
 # ivfpq: 4-bit sub-quantisers of PQ_SUBDIM dims each (1 bit per dim: 64 bytes per 512-dim code), at least
 # PQ_MIN_M of them. The first pass only has to put the exact top k among its top k * REFINE_K_FACTOR, which
-# the exact re-ranking then orders: at 1M x 512, m = d/8 needed twice the factor for the same recall and
-# was then slower; codes of the raw vectors (fs), not of their residuals (fsr): as accurate after
-# re-ranking, and 2.6x faster, with one lookup table per query instead of one per probed list. At 1M x 64,
-# m = 16 (d/4) capped recall@10 at 0.82 whatever nprobe (the first pass too coarse to re-rank from);
-# m = 32 reaches 0.951 at nprobe 30 (benchmarks/bench_retrieval.py --pq-min-m 16 / 32), hence the floor.
+# the exact re-ranking then orders: fewer, wider sub-quantisers (m = d/8) needed a larger factor for the
+# same recall and were then slower; codes of the raw vectors (fs), not of their residuals (fsr): as
+# accurate after re-ranking, and faster, with one lookup table per query instead of one per probed list.
+# At 64 dims, 16 sub-quantisers (d/4) left the first pass too coarse to re-rank from, whatever nprobe, and
+# 32 reach the recall target, hence the floor (benchmarks/RESULTS.md, "Retrieval queries/s, exact and
+# approximate at 1M codes").
 PQ_SUBDIM = 4
 PQ_MIN_M = 32
 PQ_KSUB = 16  # centroids per 4-bit sub-quantiser: each needs that many training codes
 # Fixed, not tuned, so that nprobe stays the one knob, tuned as for ivf. On the benchmark's 1M codes of
-# 512 dims, recall@10 at 16 equals that at 32 for every nprobe tried (the quantised pass then loses
-# nothing measurable: what is missed, IVF's probing missed); 8 lost up to 0.002 and was 15% faster.
-# Re-ranking 160 codes costs little beside scanning nprobe lists.
+# 512 dims a factor of 32 found nothing more (what is missed, IVF's probing missed) and one of 8 traded a
+# little recall for a little speed. Re-ranking 160 codes costs little beside scanning nprobe lists.
 REFINE_K_FACTOR = 16
 TUNE_Z = 3.0  # standard errors of the mean recall kept above the tuning target
 TORCH_BLOCK = 1 << 28  # distance-matrix elements per torch step (1 GiB of float32)
@@ -173,9 +173,9 @@ def train_quantised(index, ivf, sample: np.ndarray) -> None:
 
     PQ training is one small k-means per sub-quantiser (16 centroids, at most 4096 codes), each
     iteration an OpenMP region; when other processes hold the cores, threads that wait at those
-    barriers for a descheduled sibling made it ~70x slower (88 s instead of 1.3 s for 128 sub-quantisers on
-    2 busy cores). The coarse k-means, one large job, keeps every thread. OpenMP's thread count is
-    per calling thread, so other threads' searches are unaffected.
+    barriers for a descheduled sibling made it many times slower. The coarse k-means, one large job,
+    keeps every thread. OpenMP's thread count is per calling thread, so other threads' searches are
+    unaffected.
     """
     import faiss
     faiss.Clustering(ivf.d, ivf.nlist, ivf.cp).train(sample, ivf.quantizer)  # as IndexIVF.train would

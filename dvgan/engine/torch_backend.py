@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 DTYPES = ("fp32", "fp16", "bf16")
 # Rows per encoder / decoder call in the fused swap. Eager torch has no batch profile to respect (the
 # ONNX and TensorRT graphs do: the bundle's max_batch), so the chunk is set by the device: on an H100,
-# eager fp32 swap gained up to batch 1024 (104,550 img/s at 256, 144,774 at 1024) and lost at 4096
-# (77,690); a fixed chunk also bounds the activation memory of one call whatever the request's size.
+# eager fp32 swap gained up to batch 1024 and lost at 4096 (benchmarks/RESULTS.md, "GPU: swap on an NVIDIA
+# H100 80GB HBM3, before the fused path"); a fixed chunk also bounds the activation memory of one call
+# whatever the request's size.
 # CUDA graphs stay at their capture limit (max_batch) when it is smaller.
 SWAP_CHUNK = 1024
 OUT_BYTES = 1 << 28  # decoded images gathered on the device before one copy to the host
@@ -103,7 +104,7 @@ class TorchBackend:
             raise UsageError("CUDA graphs need device cuda")
         self.device, self.precision, self.cuda_graphs = device, precision, cuda_graphs
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-        state = load_checkpoint(os.path.join(bundle_dir, WEIGHTS))
+        state = load_checkpoint(os.path.join(bundle_dir, WEIGHTS), bundle_weights=True)
         self.cfg, enc, dec = build_models(state, device)
         self.enc, self.dec = enc.to(self.dtype), dec.to(self.dtype)
         self._enc_call, self._dec_call = self.enc, self.dec

@@ -25,8 +25,8 @@ def applies(split: dict, labels) -> bool:
 def fit_judge(data, split: dict, *, fit_images: int, epochs: int, seed: int = 0) -> dict:
     """The CNN that judges: trained on up to fit_images real training images (stratified, seeded).
 
-    A smaller training set gets more epochs, as many image passes as fit_images would take: 6 epochs
-    of ORL's 320 faces left it naming 59% and 41% of the real test faces (benchmarks/RESULTS.md).
+    A smaller training set gets more epochs, as many image passes as fit_images would take: with the
+    epochs alone it named too few of ORL's real test faces to judge (benchmarks/RESULTS.md, "ORL faces").
     Returns {"net", "classes", "n_fit", "epochs"}.
     """
     fit = probes.subsample(np.asarray(split["train"], np.int64), data.labels, fit_images, seed)

@@ -100,7 +100,8 @@ def single_thread():
     """Run torch on one thread inside the block, then restore the previous setting.
 
     Probe networks are small: on a shared 2-core machine a second thread mostly spins waiting for
-    the first (measured 3-20x slower per epoch under load), and one thread is as fast when idle.
+    the first, many times slower per epoch under load (benchmarks/RESULTS.md, "Evaluation"), and one
+    thread is as fast when idle.
     """
     before = torch.get_num_threads()
     torch.set_num_threads(1)

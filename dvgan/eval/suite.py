@@ -31,7 +31,6 @@ import torch
 
 from .. import data as data_mod
 from ..errors import InputError, UsageError
-from .. import prior
 from ..train.checkpoint import CHECKPOINT, build_models, load_checkpoint, saved_prior
 from . import analogies, figures, judge, probes, retrieval
 from .report import write_comparison, write_report
@@ -42,9 +41,9 @@ log = logging.getLogger(__name__)
 # and the sizes used are recorded in the report.
 FULL = {"probe_fit": 8000, "probe_eval": 4000, "pixel_fit": 8000, "cnn_epochs": 6, "max_epochs": probes.MAX_EPOCHS,
         "repeats": 3, "retrieval": 3000, "pairs": 300, "sample_ids": 64, "judged": 2000}
-# The quick one keeps the identity probes' data and epochs (one seed): with 1,200 probe images and 40
-# epochs it read 97% z (mu) error on a sprites run where the full probe read 18% (it needed 77 to 108
-# epochs), a leak it must not hide.
+# The quick one keeps the identity probes' data and epochs (one seed): with fewer images and epochs it
+# read no identity in a z where the full probe found it (benchmarks/RESULTS.md, "Sprites, the default
+# recipe"), a leak it must not hide.
 QUICK = {"probe_fit": 4000, "probe_eval": 2000, "pixel_fit": 4000, "cnn_epochs": 2, "max_epochs": probes.MAX_EPOCHS,
          "repeats": 1, "retrieval": 800, "pairs": 100, "sample_ids": 16, "judged": 500}
 FIGURE_IDS = 10     # identities in the swap and sample figures
@@ -102,16 +101,8 @@ def load_run(run_dir: str) -> dict:
             raise InputError(f"{run_dir}: the data of {spec} no longer matches the split the run recorded")
     if not split.get("test"):
         raise InputError(f"{run_dir}: the run's test split is empty; nothing to evaluate on")
-    fitted, source = saved_prior(state, cfg.z_dim), "checkpoint"
-    train = np.asarray(split.get("train", []), np.int64)
-    if fitted is None and len(train):  # written before the fitted prior: fit it as training would have
-        seed = int((state.get("train_config") or {}).get("seed", 0))
-        fitted = prior.fit_z_prior(enc, len(train), lambda rows: torch.from_numpy(data.float_images(train[rows])), seed)
-        source = "fitted at evaluation"
-        log.info("%s: the checkpoint predates the fitted z prior; fitted it to %d training images",
-                 run_dir, fitted["n_images"])
     return {"state": state, "cfg": cfg, "encoder": enc, "decoder": dec, "data": data, "split": split,
-            "prior": fitted, "prior_source": source if fitted is not None else "standard normal"}
+            "prior": saved_prior(state, cfg.z_dim)}
 
 
 @torch.no_grad()
@@ -387,14 +378,14 @@ def evaluate(run_dir: str, out_dir: str | None = None, *, seed: int = 0, quick: 
         result["samples"] = analogies.sprite_samples(sample, swap, data, split, cfg.image_size, cfg.channels,
                                                      cfg.z_dim, sizes["sample_ids"], seed=seed, prior=run["prior"])
         if result["samples"]:
-            result["samples"]["prior"] = run["prior_source"]
+            result["samples"]["prior"] = "checkpoint"
         timings["samples"] = time.perf_counter() - t
     if judge.applies(split, labels):
         t = time.perf_counter()
         judge_net = judge.fit_judge(data, split, fit_images=sizes["pixel_fit"], epochs=sizes["cnn_epochs"], seed=seed)
         result["judged"] = judge.judged_drawings(swap, sample, data, split, cfg.z_dim, sizes["judged"], judge_net,
                                                  seed=seed, prior=run["prior"])
-        result["judged"]["prior"] = run["prior_source"]
+        result["judged"]["prior"] = "checkpoint"
         timings["judged"] = time.perf_counter() - t
     t = time.perf_counter()
     result["figures"] = _figures(run, feat, ret_items, out_dir, seed)

@@ -52,11 +52,8 @@ def _weights_copy(state: dict) -> dict:
             "dvgan_version": __version__, "torch_version": str(torch.__version__)}
 
 
-def _write_prior(folder: str, fitted: dict | None, files: dict) -> dict | None:
-    """PRIOR (mean, scale) for the engine's sampler and its manifest record; None without a prior."""
-    if fitted is None:
-        log.warning("the checkpoint predates the fitted z prior; the bundle samples z ~ N(0, I)")
-        return None
+def _write_prior(folder: str, fitted: dict, files: dict) -> dict:
+    """PRIOR (mean, scale) for the engine's sampler, and its manifest record."""
     with open(os.path.join(folder, PRIOR), "wb") as f:
         np.savez(f, mean=fitted["mean"].numpy(), scale=fitted["scale"].numpy())
     files[PRIOR] = ("z_prior", "npz", "fp32")

@@ -13,7 +13,11 @@ from ..model import Decoder, Encoder
 from ..prior import check_prior
 
 FORMAT = "dvgan-checkpoint"
-FORMAT_VERSION = 1
+# 2: a training checkpoint carries the fitted z prior (a bundle's weights copy, model.pt, leaves it to the
+# bundle's z_prior.npz); CoordConv (model.coords) and the pair critic (train.w_zpair) are gone.
+# 1: dvgan 0.1.0 and before; still read where it is format 2 in all but the number (_from_format_1).
+FORMAT_VERSION = 2
+FORMAT_1_RELEASE = "0.1.0"  # the last dvgan that writes format 1
 CHECKPOINT = "checkpoint.pt"  # the checkpoint file of a run folder
 
 
@@ -32,8 +36,12 @@ def checkpoint_path(source: str) -> str:
     return os.path.join(source, CHECKPOINT) if os.path.isdir(source) else source
 
 
-def load_checkpoint(path: str, map_location="cpu") -> dict:
-    """Load and check a checkpoint file (or RUN_DIR/checkpoint.pt); never unpickles arbitrary objects."""
+def load_checkpoint(path: str, map_location="cpu", *, bundle_weights: bool = False) -> dict:
+    """Load and check a checkpoint file (or RUN_DIR/checkpoint.pt); never unpickles arbitrary objects.
+
+    The result is in the current format and carries the fitted z prior ("z_prior"), except with
+    bundle_weights: path is a bundle's model.pt, read for its weights alone (the bundle keeps the prior).
+    """
     path = checkpoint_path(path)
     if not os.path.isfile(path):
         raise UsageError(f"{path}: no such checkpoint")
@@ -43,12 +51,37 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
         raise CheckpointError(f"{path}: not a loadable dvgan checkpoint ({first_line(exc)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a dvgan checkpoint")
-    if state.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format version {state.get('format_version')} is not "
-                              f"supported by dvgan {__version__} (expects {FORMAT_VERSION})")
-    for key in ("model_config", "encoder", "decoder"):
+    version = state.get("format_version")
+    if version == 1:
+        state = _from_format_1(path, state, bundle_weights)
+    elif version != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {version} is not supported by dvgan "
+                              f"{__version__} (expects {FORMAT_VERSION})")
+    for key in ("model_config", "encoder", "decoder") + (() if bundle_weights else ("z_prior",)):
         if key not in state:
             raise CheckpointError(f"{path}: checkpoint lacks {key!r}")
+    return state
+
+
+def _from_format_1(path: str, state: dict, bundle_weights: bool) -> dict:
+    """A format-1 checkpoint as format 2, where it differs only in the number: it has CoordConv and the pair
+    critic off (their fields are dropped here) and carries the fitted z prior (every one written since the
+    prior existed does; a bundle's weights need none). Runs trained with dvgan 0.1.0 so stay usable without
+    retraining, and its bundles on the torch backend; any other format-1 checkpoint is refused with one
+    line that says what to do."""
+    model, train = dict(state.get("model_config") or {}), dict(state.get("train_config") or {})
+    coords, pair = model.pop("coords", False), train.pop("w_zpair", 0.0)
+    why = ("model.coords on" if coords else "train.w_zpair on" if pair else
+           "no fitted z prior" if "z_prior" not in state and not bundle_weights else None)
+    if why:
+        raise CheckpointError(f"{path}: written by an older dvgan (checkpoint format 1, {why}); retrain it with "
+                              f"dvgan {__version__}, or read it with dvgan {FORMAT_1_RELEASE}")
+    state = {k: v for k, v in state.items() if k != "pair_critic"}  # always empty with the pair critic off
+    state["format_version"] = FORMAT_VERSION
+    if "model_config" in state:
+        state["model_config"] = model
+    if "train_config" in state:
+        state["train_config"] = train
     return state
 
 
@@ -64,11 +97,9 @@ def build_models(state: dict, device="cpu"):
     return cfg, enc.to(device).eval(), dec.to(device).eval()
 
 
-def saved_prior(state: dict, z_dim: int) -> dict | None:
-    """The checkpoint's sampling prior (dvgan/prior.py), checked; None for checkpoints written before it."""
-    fitted = state.get("z_prior")
-    if fitted is None:
-        return None
+def saved_prior(state: dict, z_dim: int) -> dict:
+    """The checkpoint's sampling prior (dvgan/prior.py), checked against z_dim."""
+    fitted = state["z_prior"]
     problem = check_prior(fitted, z_dim, "checkpoint")
     if problem:
         raise CheckpointError(problem)

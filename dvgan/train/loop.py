@@ -16,7 +16,7 @@ import torch.distributed as dist
 from .. import data as data_mod
 from ..errors import RuntimeFailure, UsageError
 from ..config import ModelConfig, TrainConfig, from_dict, to_dict
-from ..model import Adversary, AutoEncoder, CodeMemory, LatentAdversary, PairCritic, pixel_centres
+from ..model import Adversary, AutoEncoder, CodeMemory, LatentAdversary, pixel_centres
 from .. import prior
 from ..files import atomic_write
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
@@ -91,18 +91,15 @@ class Trainer:
         self.opt_gen = _optimizer(self.autoencoder.parameters(), train_cfg.lr, train_cfg)
         self.latent = LatentAdversary(self.model_cfg).to(self.device) if train_cfg.w_zadv > 0 else None
         self.memory = CodeMemory(self.model_cfg.z_dim).to(self.device) if self.latent else None  # never DDP-wrapped
-        self.pair = PairCritic(self.model_cfg).to(self.device) if train_cfg.w_zpair > 0 else None
-        critic_params = [p for m in (self.adversary, self.latent, self.pair) if m is not None for p in m.parameters()]
+        critic_params = [p for m in (self.adversary, self.latent) if m is not None for p in m.parameters()]
         self.opt_adv = _optimizer(critic_params, train_cfg.adv_lr, train_cfg)
-        self.ae_run, self.adv_run = self.autoencoder, self.adversary
-        self.latent_run, self.pair_run = self.latent, self.pair
+        self.ae_run, self.adv_run, self.latent_run = self.autoencoder, self.adversary, self.latent
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ae_run = DDP(self.autoencoder, device_ids=ids)
             self.adv_run = DDP(self.adversary, device_ids=ids)
             self.latent_run = DDP(self.latent, device_ids=ids) if self.latent else None
-            self.pair_run = DDP(self.pair, device_ids=ids) if self.pair else None
         self.step = 0
         amp = train_cfg.amp and self.device.type == "cuda" and torch.cuda.is_bf16_supported()
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
@@ -160,18 +157,18 @@ class Trainer:
     def train_step(self) -> dict:
         """One Algorithm 1 iteration; returns the loss terms as floats."""
         cfg = self.train_cfg
-        for m in (self.autoencoder, self.adversary, self.latent, self.pair):
+        for m in (self.autoencoder, self.adversary, self.latent):
             if m is not None:
                 m.train()
         batch = self.batch()
         for group in self.opt_gen.param_groups:
             group["lr"] = cfg.lr * lr_factor(cfg, self.step)
         terms, fakes, codes = generator_step(self.ae_run, self.adversary, self.opt_gen, cfg, batch,
-                                           self.model_cfg.z_dim, self.latent, self.pair, self.autocast)
-        critics = cfg.image_adversary or self.latent is not None or self.pair is not None
+                                             self.model_cfg.z_dim, self.latent, self.autocast)
+        critics = cfg.image_adversary or self.latent is not None
         if critics and self.step % cfg.adv_every == 0:
             terms.update(adversary_step(self.adv_run, self.opt_adv, cfg, fakes, batch, self.latent_run, codes,
-                                        self.pair_run, self.autocast, self.memory))
+                                        self.autocast, self.memory))
         self.step += 1
         out = {k: float(v) for k, v in terms.items()}
         bad = [k for k, v in out.items() if not math.isfinite(v)]
@@ -193,7 +190,6 @@ class Trainer:
             "adversary": self.adversary.state_dict(),
             "latent_adversary": self.latent.state_dict() if self.latent else {},
             "latent_memory": self.memory.state_dict() if self.memory else {},
-            "pair_critic": self.pair.state_dict() if self.pair else {},
             "opt_gen": self.opt_gen.state_dict(),
             "opt_adv": self.opt_adv.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "sampler": self.sampler.state_dict()["generator"],
@@ -207,8 +203,6 @@ class Trainer:
         if self.latent is not None:
             self.latent.load_state_dict(state["latent_adversary"])
             self.memory.load_state_dict(state["latent_memory"])
-        if self.pair is not None:
-            self.pair.load_state_dict(state["pair_critic"])
         self.opt_gen.load_state_dict(state["opt_gen"])
         self.opt_adv.load_state_dict(state["opt_adv"])
         self.step = int(state["step"])
@@ -261,10 +255,6 @@ def _maybe_init_distributed(device: str):
     return "cpu"
 
 
-# TrainConfig fields whose default differs from the behaviour before the field existed.
-LEGACY_TRAIN_DEFAULTS = {"adv_prior_fake": False}
-
-
 def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_cfg: dict, out_dir: str,
           device: str = "auto", resume: bool = False, progress: bool = True,
           time_budget: float | None = None) -> dict:
@@ -285,8 +275,8 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_cfg: dict, out_di
         state = load_checkpoint(ckpt_path)
         steps = train_cfg.steps
         model_cfg = from_dict(ModelConfig, state["model_config"])
-        # Fields added since a checkpoint was written take the value that reproduces how it was trained.
-        train_cfg = from_dict(TrainConfig, {**LEGACY_TRAIN_DEFAULTS, **state["train_config"]})
+        # A field newer than the checkpoint takes its default, which leaves it off, as the run trained.
+        train_cfg = from_dict(TrainConfig, state["train_config"])
         train_cfg.steps = max(steps, train_cfg.steps) if steps else train_cfg.steps
         data_cfg = {k: v for k, v in state["data"].items() if k not in ("image_size", "channels", "identity_values")}
     elif os.path.exists(ckpt_path):

@@ -26,22 +26,16 @@ def _requires_grad(modules, flag: bool) -> None:
             p.requires_grad_(flag)
 
 
-def _pair_logits(pair, codes):
-    """The pair critic on (mu1, mu1') (same identity) and (mu1, mu2) (different): logits (2B,)."""
-    return pair(torch.cat([codes["mu1"], codes["mu1"]]), torch.cat([codes["mu1p"], codes["mu2"]]))
-
-
-def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, latent=None, pair=None,
-                   autocast=None):
+def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, latent=None, autocast=None):
     """Update encoder and decoder on a batch of triplets; the critics' weights stay frozen.
 
-    autoencoder: the AutoEncoder (possibly DDP-wrapped); adversary, latent, pair: the plain critic
-    modules (latent only when cfg.w_zadv > 0, pair only when cfg.w_zpair > 0).
+    autoencoder: the AutoEncoder (possibly DDP-wrapped); adversary, latent: the plain critic modules
+    (latent only when cfg.w_zadv > 0).
     Returns (loss terms as 0-dim tensors, the adversary's fakes for id2 (detached Dec(z1, s2), then
     Dec(z_prior, s2) when cfg.adv_prior_fake; None when lambda = 0), detached codes {mu1, mu1p, mu2}).
     """
     autocast = autocast or contextlib.nullcontext
-    critics = [m for m in (adversary, latent, pair) if m is not None]
+    critics = [m for m in (adversary, latent) if m is not None]
     _requires_grad(critics, False)
     x1 = batch.x1
     z_prior = torch.randn(x1.shape[0], z_dim, device=x1.device)  # X.2 = Dec(z ~ N(0, I), s2)
@@ -79,11 +73,6 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
         terms["zbetween"] = between_identity_share(torch.cat([mu1, codes["mu1p"], codes["mu2"]]),
                                                    torch.cat([batch.id1, batch.id1, batch.id2]))
         loss = loss + cfg.w_zbetween * terms["zbetween"]
-    if pair is not None and cfg.w_zpair > 0:
-        # Leave the pair critic at chance: target 1/2 whether or not the pair shares an identity.
-        logits = _pair_logits(pair, codes)
-        terms["zpair_gen"] = F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, 0.5))
-        loss = loss + cfg.w_zpair * terms["zpair_gen"]
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -93,15 +82,15 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
     return result, fakes, {k: v.detach() for k, v in codes.items()}
 
 
-def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=None, pair=None,
-                   autocast=None, memory=None) -> dict:
+def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=None, autocast=None,
+                   memory=None) -> dict:
     """Update the critics. Image adversary (lambda > 0): fake = Dec(z1, s2) (and Dec(z_prior, s2) after it
     with cfg.adv_prior_fake) judged as not id2, real = x2 as id2.
 
     The encoder and decoder are untouched: fake and codes arrive detached. One forward over [fake; real]
     so a DDP-wrapped adversary sees a single call per step. The latent critic, when given, learns
     to read id1 from mu1, then takes cfg.zadv_steps - 1 more updates on codes recalled from memory
-    (a CodeMemory) when given; the pair critic learns to tell (mu1, mu1') from (mu1, mu2).
+    (a CodeMemory) when given.
     """
     mu1 = None if codes is None else codes["mu1"]
     autocast = autocast or contextlib.nullcontext
@@ -125,13 +114,6 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
         loss = loss + zloss
         result["zadv"] = zloss.detach()
         result["zadv_acc"] = (zlogits.argmax(1) == batch.id1).float().mean()
-    if pair is not None and codes is not None:
-        plogits = _pair_logits(pair, codes)
-        same = torch.cat([torch.ones(b, device=plogits.device), torch.zeros(b, device=plogits.device)])
-        ploss = F.binary_cross_entropy_with_logits(plogits, same)
-        loss = loss + ploss
-        result["zpair"] = ploss.detach()
-        result["zpair_acc"] = ((plogits > 0).float() == same).float().mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
