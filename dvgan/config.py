@@ -82,10 +82,6 @@ class TrainConfig:
                                   # changes by up to 2 x light across the image, drawn anew for every use, so
                                   # the identity code learns to ignore where the light comes from (not in the
                                   # paper; 0 = off)
-    flip: bool = False            # augmentation: each training image mirrored left-right with probability 1/2,
-                                  # drawn anew for every use, for data whose identity a mirror keeps (faces;
-                                  # not sprites, whose mirror turns the direction and the weapon hand; not
-                                  # in the paper)
     real_label: float = 0.95      # one-sided label smoothing for the adversary's real target
     adv_every: int = 1            # generator steps per adversary step (the update ratio)
     seed: int = 0

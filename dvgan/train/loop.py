@@ -107,7 +107,7 @@ class Trainer:
     # -- one iteration ------------------------------------------------------------------------
     def batch(self) -> Batch:
         i1, i1p, i2 = (i.to(self.device) for i in self.sampler.sample(self.train_cfg.batch_size))
-        x1, x1p, x2 = (self.flipped(self.shifted(self.relit(self.float_images(i)))) for i in (i1, i1p, i2))
+        x1, x1p, x2 = (self.shifted(self.relit(self.float_images(i))) for i in (i1, i1p, i2))
         return Batch(x1, x1p, x2, self.labels[i1], self.labels[i2])
 
     def relit(self, x: torch.Tensor) -> torch.Tensor:
@@ -139,14 +139,6 @@ class Trainer:
         cols = (torch.arange(w, device=x.device) + dx).clamp(0, w - 1)              # (B, W)
         batch = torch.arange(b, device=x.device)[:, None, None]
         return x[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
-
-    def flipped(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, C, H, W) with each image mirrored left-right on a coin drawn with the sampler's generator
-        (so a resumed run draws the same coins). x itself when train_cfg.flip is off."""
-        if not self.train_cfg.flip:
-            return x
-        heads = torch.rand(x.shape[0], generator=self.sampler.generator).to(x.device) < 0.5
-        return torch.where(heads[:, None, None, None], x.flip(-1), x)
 
     def float_images(self, index) -> torch.Tensor:
         """Training images at index (a tensor or numpy array of positions) as floats in [-1, 1]."""
