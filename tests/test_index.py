@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dvgan.engine import search as S
-from dvgan.engine.index import CodeIndex, Gallery, build_index
+from dvgan.engine.index import CodeIndex, Gallery, add_gallery, build_index
 from dvgan.errors import InputError, UsageError
 
 from test_engine import bundle, engines, image_files, images  # noqa: F401  (shared session fixtures)
@@ -194,6 +194,18 @@ def test_incremental_add_equals_one_build():
     q = clustered(10, 8, 10)
     assert np.array_equal(one.search("specified", q, 5)[1], two.search("specified", q, 5)[1])
     assert two.paths == paths
+
+
+def test_add_gallery_keeps_the_data_spec_and_refuses_another():
+    s, mu = clustered(40, 8, 11), clustered(40, 12, 12)
+    index = CodeIndex.create("d", 8, 12, device="cpu")
+    add_gallery(index, Gallery(s[:20], mu[:20], [f"sprites#{i}" for i in range(20)], list(range(20)), "sprites"))
+    add_gallery(index, Gallery(s[20:30], mu[20:30], [f"f{i}.png" for i in range(10)], None))  # files: no spec
+    assert len(index) == 30 and index.meta["data_spec"] == "sprites"
+    assert index.labels[:20] == list(range(20)) and index.labels[20:] == [None] * 10
+    with pytest.raises(UsageError, match="holds images of data spec 'sprites'; cannot add 'mnist:d'"):
+        add_gallery(index, Gallery(s[30:], mu[30:], [f"m{i}" for i in range(10)], None, "mnist:d"))
+    assert len(index) == 30                                              # nothing added on refusal
 
 
 def test_save_load_and_refusals(engines, images, tmp_path):  # noqa: F811

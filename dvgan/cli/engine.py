@@ -7,7 +7,6 @@ and `dvgan index build`, `dvgan query --by specified img.png` needs no other fla
 from __future__ import annotations
 
 import json
-import logging
 import os
 
 import click
@@ -19,7 +18,6 @@ from ..errors import UsageError
 from ..prior import PRIORS
 from .common import friendly_errors, verbosity
 
-log = logging.getLogger(__name__)
 
 DEFAULTS_HELP = (f"Defaults: --bundle ${defaults.HOME_ENV}/bundle, --index ${defaults.HOME_ENV}/index, "
                  f"with {defaults.HOME_ENV} unset meaning {defaults.DEFAULT_HOME}.")
@@ -89,21 +87,14 @@ def index_group():
 @friendly_errors
 def build_cmd(bundle, backend, device, precision, folder, spec, out, method, target_recall, add):
     """Encode a gallery and index it by s and by mu."""
-    from ..engine.index import CodeIndex, build_index, encode_data, encode_folder
+    from ..engine.index import CodeIndex, add_gallery, build_index, encode_data, encode_folder
     if (folder is None) == (spec is None):
         raise UsageError("give exactly one of --images DIR and --data SPEC")
     out = out or defaults.index_dir()
     engine = open_engine(bundle, backend, device, precision)
     gallery = encode_folder(engine, folder) if folder else encode_data(engine, spec)
     if add:
-        index = CodeIndex.load(out, engine)
-        if spec and index.meta.get("data_spec") not in (None, spec):
-            raise UsageError(f"{out} holds images of data spec {index.meta['data_spec']!r}; cannot add {spec!r}")
-        index.add_codes(gallery.s, gallery.mu, gallery.paths, gallery.labels)
-        index.meta["data_spec"] = index.meta.get("data_spec") or gallery.data_spec
-        if index.method != "flat":
-            log.info("search effort kept from the build (recall measured on %d codes)",
-                     next(iter(index.meta["tuning"].values()))["gallery"])
+        index = add_gallery(CodeIndex.load(out, engine), gallery)
     else:
         index = build_index(engine, gallery, method=method, target_recall=target_recall)
     index.save(out)

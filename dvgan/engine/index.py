@@ -347,6 +347,19 @@ def encode_data(engine, spec: str) -> Gallery:
                    [int(v) for v in data.labels], spec)
 
 
+def add_gallery(index: CodeIndex, gallery: Gallery) -> CodeIndex:
+    """Add an encoded gallery to an index; an approximate index keeps the search effort of its build."""
+    spec, held = gallery.data_spec, index.meta.get("data_spec")
+    if spec and held not in (None, spec):
+        raise UsageError(f"the index holds images of data spec {held!r}; cannot add {spec!r}")
+    index.add_codes(gallery.s, gallery.mu, gallery.paths, gallery.labels)
+    index.meta["data_spec"] = held or spec
+    if index.method != "flat":
+        log.info("search effort kept from the build (recall measured on %d codes)",
+                 next(iter(index.meta["tuning"].values()))["gallery"])
+    return index
+
+
 def build_index(engine, gallery: Gallery, *, method: str = "flat", target_recall: float = 0.95,
                 device: str = "auto") -> CodeIndex:
     """Index a gallery's s and mu codes; approximate methods are tuned to target_recall@10 (with
