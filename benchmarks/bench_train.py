@@ -28,7 +28,7 @@ import time
 import torch
 
 import dvgan.train.loop as loop
-from dvgan.recipe import build_configs
+from dvgan.train.recipe import build_configs
 
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))

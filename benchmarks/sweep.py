@@ -33,7 +33,7 @@ def _codes(enc, images, device, batch=1024):
 def run_job(job: dict, out_root: str, device: str, data_root: str) -> dict:
     import torch
     torch.set_num_threads(int(os.environ.get("SWEEP_THREADS", "2")))
-    from dvgan.recipe import build_configs
+    from dvgan.train.recipe import build_configs
     from dvgan.eval.probes import classify
     from dvgan.train.checkpoint import build_models, load_checkpoint
     from dvgan.train.loop import Trainer, train

@@ -11,7 +11,7 @@ from PIL import Image
 from dvgan import __version__
 from dvgan.cli.export import main as export_main
 from dvgan.cli.main import cli
-from dvgan.recipe import main as train_main
+from dvgan.cli.train import main as train_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUBCOMMANDS = ["demo", "train", "export", "info", "eval", "index", "query", "swap", "sample", "interpolate", "serve"]
@@ -45,7 +45,7 @@ def test_usage_error_exit_code_is_2():
 def test_every_committed_recipe_builds_valid_configs(recipe):
     """Every field a recipe sets exists and holds a valid value (recipes without a [data] spec take one
     on the command line)."""
-    from dvgan.recipe import build_configs, read_config_file
+    from dvgan.train.recipe import build_configs, read_config_file
     spec = None if read_config_file(recipe).get("data", {}).get("spec") else "sprites"
     model, train, data = build_configs(spec, recipe, [], {})
     assert model.validate() and train.validate() and data["spec"]

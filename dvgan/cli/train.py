@@ -6,7 +6,7 @@ import click
 from .. import __version__
 from ..config import ModelConfig, TrainConfig
 from ..errors import UsageError
-from ..recipe import build_configs
+from ..train.recipe import build_configs
 from .common import friendly_errors, verbosity
 
 EXAMPLES = """

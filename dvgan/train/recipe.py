@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import tomllib
 
-from .config import ModelConfig, TrainConfig, from_dict
-from .data import default_channels, default_image_size
-from .errors import UsageError
+from ..config import ModelConfig, TrainConfig, from_dict
+from ..data import default_channels, default_image_size
+from ..errors import UsageError
 
 
 def read_config_file(path: str) -> dict:
