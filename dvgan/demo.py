@@ -17,7 +17,7 @@ import numpy as np
 
 from .config import ModelConfig, TrainConfig, to_dict
 from .data.preprocess import image_to_uint8, open_image
-from .engine import defaults
+from . import defaults
 from .errors import UsageError
 
 log = logging.getLogger(__name__)

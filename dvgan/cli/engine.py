@@ -1,7 +1,7 @@
 """dvgan index build / query / swap / sample / interpolate / serve: thin commands over dvgan.engine.
 
 With no --bundle / --index, commands use $DVGAN_HOME/bundle and $DVGAN_HOME/index, where DVGAN_HOME
-defaults to ./dvgan-out (dvgan.engine.defaults): after `dvgan demo`, or an export to ./dvgan-out/bundle
+defaults to ./dvgan-out (dvgan.defaults): after `dvgan demo`, or an export to ./dvgan-out/bundle
 and `dvgan index build`, `dvgan query --by specified img.png` needs no other flag.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 import click
 import numpy as np
 
-from ..engine import defaults
+from .. import defaults
 from ..engine.backends import BACKENDS, DEVICES, PRECISIONS
 from ..errors import UsageError
 from ..prior import PRIORS

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InputError, UsageError
 from ..prior import PRIORS, check_prior, draw
-from . import defaults
+from .. import defaults
 from .backends import choose
 from .inputs import to_batch, to_codes
 
@@ -61,7 +61,7 @@ class Engine:
     def load(cls, bundle: str | None = None, backend: str = "auto", device: str = "auto", *,
              precision: str = "auto", threads: int = 0, cuda_graphs: bool = False,
              verify: bool = True) -> "Engine":
-        """Open a bundle folder (default: dvgan.engine.defaults.bundle_dir()).
+        """Open a bundle folder (default: dvgan.defaults.bundle_dir()).
 
         backend: auto | tensorrt | onnxruntime | torch; device: auto | cpu | cuda; precision: auto | fp32 |
         fp16 | bf16 (bf16: torch only); threads: onnxruntime intra-op threads (0 = one per core);

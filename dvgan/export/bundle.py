@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from .. import __version__
+from .. import __version__, defaults
 from ..errors import UsageError
 from ..data.preprocess import RESIZE
 from ..train.checkpoint import FORMAT as CHECKPOINT_FORMAT
@@ -32,7 +32,6 @@ TRT_PRECISIONS = ("fp16", "fp32")
 
 def default_out_dir(source: str) -> str:
     """$DVGAN_HOME/bundle (./dvgan-out/bundle): where the engine and its commands look by default."""
-    from ..engine import defaults
     return defaults.bundle_dir()
 
 

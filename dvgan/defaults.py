@@ -1,4 +1,4 @@
-"""Where the engine and its commands look when no path is given.
+"""Where export, the engine, the demo and their commands write and look when no path is given.
 
 ``DVGAN_HOME`` (environment) or ``./dvgan-out``: the demo and a default export write there, so that
 ``dvgan query --by specified img.png`` works with no other flag.
