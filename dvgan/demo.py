@@ -54,14 +54,14 @@ def _u8(images) -> list:
 
 
 def _save(path: str, rows) -> str:
-    from .eval.figures import save_png, tile
+    from .figures import save_png, tile
     save_png(path, tile(rows), scale=3)
     return path
 
 
 def _save_headed(path: str, heads: list, cells) -> str:
     """heads across the top and down the left, cells[i][j] inside (figures.headed_grid), saved as _save does."""
-    from .eval.figures import headed_grid, save_png
+    from .figures import headed_grid, save_png
     save_png(path, headed_grid(heads, heads, cells), scale=3)
     return path
 

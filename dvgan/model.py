@@ -42,6 +42,7 @@ class Encoder(nn.Module):
 
     def __init__(self, cfg):
         super().__init__()
+        self.s_dim, self.z_dim = cfg.s_dim, cfg.z_dim
         self.trunk = _trunk(cfg)
         self.trunk_z = _trunk(cfg) if cfg.z_trunk else None  # z's own trunk: nothing z learns reaches s's
         self.feat = 4 * cfg.width * (cfg.image_size // 8) ** 2
@@ -199,9 +200,14 @@ class CodeMemory(nn.Module):
         return self.codes[pick], self.ids[pick]
 
 
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """z ~ N(mu, exp(logvar)); logvar is log(sigma^2)."""
-    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """z ~ N(mu, exp(logvar)); logvar is log(sigma^2). eps from torch's global generator, or from
+    generator (on mu's device) when one is given."""
+    if generator is None:
+        eps = torch.randn_like(mu)
+    else:
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+    return mu + torch.exp(0.5 * logvar) * eps
 
 
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -370,7 +370,7 @@ def test_cli_defaults_and_errors(bundle, image_files, tmp_path, monkeypatch):
 def _strip_cells(path, n, size=32, scale=2):
     """The n tiles of the first row of a strip written by write_grid (figures.tile, saved at scale)."""
     from PIL import Image
-    from dvgan.eval.figures import PAD
+    from dvgan.figures import PAD
     grid = np.asarray(Image.open(path))[::scale, ::scale]
     return [grid[PAD:PAD + size, PAD + j * (size + PAD):PAD + j * (size + PAD) + size].transpose(2, 0, 1)
             for j in range(n)]

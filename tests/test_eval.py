@@ -14,6 +14,7 @@ from dvgan.config import ModelConfig, TrainConfig
 from dvgan.data import sprites
 from dvgan.data.preprocess import float_to_uint8
 from dvgan.eval import analogies, figures, judge, probes, retrieval
+from dvgan.figures import PAD, swap_grid
 from dvgan.model import Decoder, Encoder
 
 
@@ -320,26 +321,26 @@ def tiny_models():
     return Encoder(cfg).eval(), Decoder(cfg).eval()
 
 
-def tiles(grid, size=16, pad=figures.PAD):
+def tiles(grid, size=16, pad=PAD):
     return (grid.shape[0] - pad) // (size + pad), (grid.shape[1] - pad) // (size + pad)
 
 
 def test_figure_grid_sizes(tiny_models):
     enc, dec = tiny_models
     x = torch.rand(5, 3, 16, 16) * 2 - 1
-    assert tiles(figures.swap_grid(enc, dec, x[:4], x[:3])) == (4, 5)
+    assert tiles(swap_grid(enc, dec, x[:4], x[:3])) == (4, 5)
     assert tiles(figures.interpolation_grid(enc, dec, x[:1], x[1:2], steps=6)) == (6, 8)
     assert tiles(figures.sample_grid(enc, dec, x, n_samples=7)) == (5, 8)
     images = float_to_uint8(x.numpy())
     strips = figures.retrieval_strips(images, [0, 2], np.array([[1, 2, 3], [4, 0, 1]]))
     assert tiles(strips) == (2, 5)
-    assert np.all(strips[figures.PAD:figures.PAD + 16, 2 * figures.PAD + 16:2 * figures.PAD + 32] == 255)  # lane
+    assert np.all(strips[PAD:PAD + 16, 2 * PAD + 16:2 * PAD + 32] == 255)  # lane
 
 
 def test_interpolation_cells_match_direct_decoding(tiny_models):
     enc, dec = tiny_models
     x = torch.rand(2, 3, 16, 16) * 2 - 1
-    steps, p, size = 5, figures.PAD, 16
+    steps, p, size = 5, PAD, 16
     grid = figures.interpolation_grid(enc, dec, x[:1], x[1:], steps=steps)
     with torch.no_grad():
         s, mu, _ = enc(x)

@@ -13,6 +13,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError, UsageError
+# The float form of the images; imported from here by the data loaders, evaluation and the engine.
+from ..pixels import float_to_uint8, uint8_to_float  # noqa: F401
 
 RESIZE = "bilinear"  # recorded in checkpoints and bundles
 MAX_PIXELS = 64 * 1024 * 1024  # refuse decompression bombs: images over 64 megapixels
@@ -86,13 +88,3 @@ def image_to_uint8(im: Image.Image, size: int, channels: int) -> np.ndarray:
         im = im.resize((size, size), Image.BILINEAR, reducing_gap=None)
     arr = np.asarray(im, dtype=np.uint8)
     return arr[None] if channels == 1 else arr.transpose(2, 0, 1).copy()
-
-
-def uint8_to_float(x: np.ndarray) -> np.ndarray:
-    """uint8 (..., C, H, W) -> float32 in [-1, 1]."""
-    return x.astype(np.float32) / 127.5 - 1.0
-
-
-def float_to_uint8(x: np.ndarray) -> np.ndarray:
-    """float in [-1, 1] -> uint8, rounding and clipping."""
-    return np.clip(np.round((np.asarray(x, dtype=np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)

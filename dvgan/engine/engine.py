@@ -43,7 +43,8 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
 
 
 class Engine:
-    """Use ``Engine.load(bundle)``; attributes: manifest, bundle_dir, digest, backend, choice."""
+    """Use ``Engine.load(bundle)``, or ``Engine.from_run(run_dir)`` for a training run on the torch backend;
+    attributes: manifest, bundle_dir (the run folder for from_run), digest, backend, choice."""
 
     def __init__(self, bundle_dir: str, manifest: dict, digest: str, choice):
         self.bundle_dir = bundle_dir
@@ -75,6 +76,43 @@ class Engine:
         check_io(bundle, choice.backend, manifest)
         engine = cls(bundle, manifest, bundle_digest(bundle), choice)
         log.info("loaded %s in %.2f s; %s", bundle, time.perf_counter() - t0, choice.report())
+        return engine
+
+    @classmethod
+    def from_run(cls, run_dir: str, device: str = "cpu", *, max_batch: int = 256) -> "Engine":
+        """An engine over a training run folder (or its checkpoint.pt) on the torch backend, without
+        exporting: the checkpoint's weights, model config and fitted z prior. Its answers are those of
+        Engine.load(<the run's exported bundle>, "torch", device).
+
+        device: cpu | cuda | auto; max_batch: rows per encode and decode call (256, as an export's).
+        digest is the checkpoint file's sha256 (an index built with this engine is tied to the checkpoint).
+        """
+        import torch
+
+        from ..config import to_dict
+        from ..export.manifest import io_spec
+        from ..files import sha256_file
+        from ..train.checkpoint import checkpoint_path, load_checkpoint, saved_prior
+        from .backends import DEVICES, Choice
+        from .torch_backend import TorchBackend
+
+        if device not in DEVICES:
+            raise UsageError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        run_dir = os.fspath(run_dir)
+        state = load_checkpoint(run_dir)
+        backend = TorchBackend(None, device, "fp32", False, max_batch, state=state)
+        c = backend.cfg
+        # The part of a bundle's manifest.json that the engine reads; a run has no files to list.
+        manifest = {"model_config": to_dict(c), "image_size": c.image_size, "channels": c.channels,
+                    "s_dim": c.s_dim, "z_dim": c.z_dim, "max_batch": int(max_batch),
+                    "io": io_spec(c.channels, c.image_size, c.s_dim, c.z_dim),
+                    "source": {"run": os.path.abspath(run_dir), "step": int(state.get("step", 0))}}
+        engine = cls(run_dir, manifest, sha256_file(checkpoint_path(run_dir)), Choice(backend))
+        # The prior as export writes it into the bundle (z_prior.npz) and Engine.load reads it back.
+        fitted = saved_prior(state, c.z_dim)
+        engine.z_prior = {k: fitted[k].numpy().astype(np.float32) for k in ("mean", "scale")}
         return engine
 
     def __repr__(self):

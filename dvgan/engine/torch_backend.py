@@ -83,12 +83,15 @@ class _GraphedCall:
 
 
 class TorchBackend:
-    """Encoder and decoder of the bundle's model.pt on cpu or cuda. IO: float32 numpy arrays."""
+    """Encoder and decoder of the bundle's model.pt (or of a loaded checkpoint) on cpu or cuda.
+    IO: float32 numpy arrays."""
 
     name = "torch"
 
-    def __init__(self, bundle_dir: str, device: str = "cpu", precision: str = "fp32",
-                 cuda_graphs: bool = False, max_batch: int = 256):
+    def __init__(self, bundle_dir: str | None, device: str = "cpu", precision: str = "fp32",
+                 cuda_graphs: bool = False, max_batch: int = 256, *, state: dict | None = None):
+        """state: a checkpoint dict (train.checkpoint.load_checkpoint) to run instead of the bundle's
+        model.pt; bundle_dir is then not read (Engine.from_run)."""
         import torch
 
         from ..export.manifest import WEIGHTS
@@ -104,14 +107,17 @@ class TorchBackend:
             raise UsageError("CUDA graphs need device cuda")
         self.device, self.precision, self.cuda_graphs = device, precision, cuda_graphs
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-        state = load_checkpoint(os.path.join(bundle_dir, WEIGHTS), bundle_weights=True)
+        if state is None:
+            state = load_checkpoint(os.path.join(bundle_dir, WEIGHTS), bundle_weights=True)
         self.cfg, enc, dec = build_models(state, device)
         self.enc, self.dec = enc.to(self.dtype), dec.to(self.dtype)
+        # What encode, decode and swap call: the modules, or CUDA graphs of them; both give tensors.
         self._enc_call, self._dec_call = self.enc, self.dec
         self.chunk = min(SWAP_CHUNK, max_batch) if cuda_graphs else SWAP_CHUNK  # rows per call in swap
         if cuda_graphs:
             self._enc_call = _GraphedCall(self.enc, max_batch)
-            self._dec_call = _GraphedCall(lambda s, z: (self.dec(s, z),), max_batch)
+            graphed_dec = _GraphedCall(lambda s, z: (self.dec(s, z),), max_batch)
+            self._dec_call = lambda s, z: graphed_dec(s, z)[0]
 
     def io(self) -> dict:
         """The weights' IO names and shapes, in the manifest's "io" layout."""
@@ -141,38 +147,32 @@ class TorchBackend:
     def decode(self, s: np.ndarray, z: np.ndarray) -> np.ndarray:
         import torch
         with torch.inference_mode():
-            out = self._dec_call(self._tensor(s), self._tensor(z))
-            return self._numpy(out[0] if isinstance(out, tuple) else out)
-
-    def _encode_on_device(self, x, which: int):
-        """One encoder output (0: s, 1: mu) of device images x, computed self.chunk rows at a time."""
-        import torch
-        parts = [self._enc_call(x[a:a + self.chunk])[which] for a in range(0, len(x), self.chunk)]
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
+            return self._numpy(self._dec_call(self._tensor(s), self._tensor(z)))
 
     def swap(self, x_s: np.ndarray, s_rows: np.ndarray, z_rows: np.ndarray, *,
              x_z: np.ndarray | None = None, z: np.ndarray | None = None) -> np.ndarray:
-        """Fused Dec(s(x_s)[s_rows], u[z_rows]) with u = mu(x_z), or u = z when z is given.
+        """Fused Dec(s(x_s)[s_rows], u[z_rows]) with u = mu(x_z), or u = z when z is given (ops.recombine).
 
         x_s, x_z: float32 (N, C, H, W); s_rows, z_rows: int row indices of equal length L; z: (K, z_dim).
         The images are copied to the device once, the codes never leave it, and the decoded images come
         back in copies of up to OUT_BYTES -> float32 (L, C, H, W).
         """
         import torch
+
+        from .. import ops
         c = self.cfg
         rows = len(s_rows)
         out = np.empty((rows, c.channels, c.image_size, c.image_size), np.float32)
         with torch.inference_mode():
-            s = self._encode_on_device(self._tensor(x_s), 0)
-            u = self._encode_on_device(self._tensor(x_z), 1) if x_z is not None else self._tensor(z)
             s_idx = torch.from_numpy(np.asarray(s_rows, np.int64)).to(self.device)
             z_idx = torch.from_numpy(np.asarray(z_rows, np.int64)).to(self.device)
+            chunks = ops.recombine_chunks(self._enc_call, self._dec_call, self._tensor(x_s), s_idx, z_idx,
+                                          x_z=None if x_z is None else self._tensor(x_z),
+                                          z=None if z is None else self._tensor(z), chunk=self.chunk)
             per_row = out[:1].nbytes
             pending, start = [], 0
-            for a in range(0, rows, self.chunk):
-                b = min(a + self.chunk, rows)
-                img = self._dec_call(s[s_idx[a:b]], u[z_idx[a:b]])
-                pending.append(img[0] if isinstance(img, tuple) else img)
+            for _, b, images in chunks:
+                pending.append(images)
                 if (b - start) * per_row >= OUT_BYTES or b == rows:
                     block = pending[0] if len(pending) == 1 else torch.cat(pending)
                     torch.from_numpy(out[start:b]).copy_(block)  # to the host and to float32 in one copy

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .. import ops
 from ..data import sprites
 from ..data.preprocess import uint8_to_float
 from ..prior import draw
@@ -89,25 +90,19 @@ def pairs(labels, n_pairs: int, seed: int = 0) -> tuple:
     return np.asarray(a[:n_pairs]), np.asarray(b[:n_pairs])
 
 
-def _batched(fn, *arrays) -> np.ndarray:
-    """fn over aligned BATCH-sized slices of numpy arrays (as tensors), results concatenated as numpy."""
-    return np.concatenate([fn(*(torch.from_numpy(a[i:i + BATCH]) for a in arrays)).numpy()
-                           for i in range(0, len(arrays[0]), BATCH)])
-
-
 def model_swap(encoder, decoder):
-    """A swap function (x_a, x_b) -> Dec(s_a, mu_b), numpy float (N, C, H, W) in, out, batched."""
+    """A swap function (x_a, x_b) -> Dec(s_a, mu_b), numpy float (N, C, H, W) in and out, BATCH rows per call."""
     @torch.no_grad()
     def swap(x_a: np.ndarray, x_b: np.ndarray) -> np.ndarray:
-        return _batched(lambda a, b: decoder(encoder(a)[0], encoder(b)[1]), x_a, x_b)
+        return ops.swap(encoder, decoder, torch.from_numpy(x_a), torch.from_numpy(x_b), BATCH).numpy()
     return swap
 
 
 def model_sample(encoder, decoder):
-    """A conditional generator (x_a, z) -> Dec(s_a, z), numpy float in, out, batched."""
+    """A conditional generator (x_a, z) -> Dec(s_a, z), numpy float in and out, BATCH rows per call."""
     @torch.no_grad()
     def sample(x_a: np.ndarray, z: np.ndarray) -> np.ndarray:
-        return _batched(lambda a, zz: decoder(encoder(a)[0], zz), x_a, z)
+        return ops.sample(encoder, decoder, torch.from_numpy(x_a), torch.from_numpy(z), BATCH).numpy()
     return sample
 
 

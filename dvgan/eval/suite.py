@@ -30,7 +30,10 @@ import numpy as np
 import torch
 
 from .. import data as data_mod
+from ..engine import Engine
 from ..errors import InputError, UsageError
+from ..figures import headed_grid, save_png, swap_grid
+from ..model import reparameterize
 from ..train.checkpoint import CHECKPOINT, build_models, load_checkpoint, saved_prior
 from . import analogies, figures, judge, probes, retrieval
 from .report import write_comparison, write_report
@@ -46,6 +49,7 @@ FULL = {"probe_fit": 8000, "probe_eval": 4000, "pixel_fit": 8000, "cnn_epochs": 
 # recipe"), a leak it must not hide.
 QUICK = {"probe_fit": 4000, "probe_eval": 2000, "pixel_fit": 4000, "cnn_epochs": 2, "max_epochs": probes.MAX_EPOCHS,
          "repeats": 1, "retrieval": 800, "pairs": 100, "sample_ids": 16, "judged": 500}
+ENCODE_BATCH = 512  # images per encoder call; z_sample draws eps batch by batch, so this fixes its numbers
 FIGURE_IDS = 10     # identities in the swap and sample figures
 STRIP_QUERIES = 6   # queries in each retrieval strip figure
 K = 10              # neighbours for precision@k and the strips
@@ -78,7 +82,7 @@ NOTES = [
 
 
 def load_run(run_dir: str) -> dict:
-    """The run's checkpoint, models (eval mode, CPU), data set and recorded split."""
+    """The run's checkpoint, models (eval mode, CPU), an Engine over it (torch, CPU), data set and recorded split."""
     if not os.path.isdir(run_dir):
         raise UsageError(f"{run_dir}: no such run folder")
     for name in (CHECKPOINT, "split.json"):
@@ -101,21 +105,24 @@ def load_run(run_dir: str) -> dict:
             raise InputError(f"{run_dir}: the data of {spec} no longer matches the split the run recorded")
     if not split.get("test"):
         raise InputError(f"{run_dir}: the run's test split is empty; nothing to evaluate on")
-    return {"state": state, "cfg": cfg, "encoder": enc, "decoder": dec, "data": data, "split": split,
-            "prior": saved_prior(state, cfg.z_dim)}
+    # The probes read codes through the engine, the door users serve through; swaps, samples and the
+    # figures call dvgan.ops on the models, in batches of analogies.BATCH.
+    engine = Engine.from_run(run_dir, "cpu", max_batch=ENCODE_BATCH)
+    return {"state": state, "cfg": cfg, "encoder": enc, "decoder": dec, "engine": engine, "data": data,
+            "split": split, "prior": saved_prior(state, cfg.z_dim)}
 
 
-@torch.no_grad()
-def encode(encoder, images: np.ndarray, seed: int = 0, batch: int = 512) -> dict:
-    """Codes of float images (N, C, H, W): {"s", "z_mu", "z_sample"} float32 arrays, z_sample seeded."""
-    gen = torch.Generator().manual_seed(seed)
+def encode(engine, images: np.ndarray, seed: int = 0, batch: int = ENCODE_BATCH) -> dict:
+    """Codes of float images (N, C, H, W) through an Engine: {"s", "z_mu", "z_sample"} float32 arrays,
+    z_sample one draw mu + sigma * eps per image, seeded."""
+    gen = torch.Generator().manual_seed(seed)  # one generator for every batch: its draws go on where they stopped
     parts = {"s": [], "z_mu": [], "z_sample": []}
     for i in range(0, len(images), batch):
-        s, mu, logvar = encoder(torch.from_numpy(images[i:i + batch]))
-        parts["s"].append(s.numpy())
-        parts["z_mu"].append(mu.numpy())
-        eps = torch.randn(mu.shape, generator=gen)
-        parts["z_sample"].append((mu + torch.exp(0.5 * logvar) * eps).numpy())
+        codes = engine.encode(images[i:i + batch])
+        parts["s"].append(codes.s)
+        parts["z_mu"].append(codes.mu)
+        z = reparameterize(torch.from_numpy(codes.mu), torch.from_numpy(codes.logvar), gen)
+        parts["z_sample"].append(z.numpy())
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
@@ -125,7 +132,7 @@ class _Features:
     def __init__(self, run: dict, items: np.ndarray, seed: int):
         self.data = run["data"]
         self.items = np.unique(items)
-        self.codes = encode(run["encoder"], self.data.float_images(self.items), seed)
+        self.codes = encode(run["engine"], self.data.float_images(self.items), seed)
 
     def __call__(self, name: str, items) -> np.ndarray:
         if name == "pixels":
@@ -292,11 +299,11 @@ def _figures(run: dict, feat: _Features, items_ret: np.ndarray, out_dir: str, se
     ids = rng.permutation(np.unique(data.labels[test]))[:FIGURE_IDS]
     picks = np.array([rng.choice(test[data.labels[test] == i]) for i in ids])
     x = torch.from_numpy(data.float_images(picks))
-    grids = {"swap": figures.swap_grid(enc, dec, x, x)}
+    grids = {"swap": swap_grid(enc, dec, x, x)}
     if data.knows_truth:  # what the swap grid should draw; blank where the data set lacks the image
         truth, found = analogies.swap_truth_grid(data, picks)
         cells = [[truth[i, j] if found[i, j] else None for j in range(len(picks))] for i in range(len(picks))]
-        grids["swap_truth"] = figures.headed_grid(data.images[picks], data.images[picks], cells)
+        grids["swap_truth"] = headed_grid(data.images[picks], data.images[picks], cells)
     grids["samples"] = figures.sample_grid(enc, dec, x[:8], 8, seed, run["prior"])
     if len(x) >= 2:
         grids["interpolation"] = figures.interpolation_grid(enc, dec, x[:1], x[1:2], 8)
@@ -314,7 +321,7 @@ def _figures(run: dict, feat: _Features, items_ret: np.ndarray, out_dir: str, se
     names = {}
     for name, grid in grids.items():
         names[name] = f"{name}.png"
-        figures.save_png(os.path.join(out_dir, names[name]), grid)
+        save_png(os.path.join(out_dir, names[name]), grid)
     return names
 
 

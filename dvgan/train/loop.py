@@ -18,6 +18,7 @@ from ..errors import RuntimeFailure, UsageError
 from ..config import ModelConfig, TrainConfig, from_dict, to_dict
 from ..model import Adversary, AutoEncoder, CodeMemory, LatentAdversary, pixel_centres
 from .. import prior
+from ..figures import save_png, swap_grid, training_curves
 from ..files import atomic_write
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .sampler import TripletSampler
@@ -365,7 +366,6 @@ def _run(trainer: Trainer, metrics_path: str, progress: bool, deadline: float | 
     if main:
         _write_swap_grid(trainer, trainer.step)
         try:
-            from ..eval.figures import training_curves
             training_curves(metrics_path, os.path.join(trainer.out_dir, "curves.png"))
         except Exception as exc:  # a plot must never cost a finished run
             log.warning("could not draw training curves: %s", exc)
@@ -385,7 +385,6 @@ def _truncate_metrics(path: str, step: int) -> None:
 
 
 def _write_swap_grid(trainer: Trainer, step: int) -> None:
-    from ..eval.figures import save_png, swap_grid
     n = 8
     labels = trainer.labels.cpu().numpy()
     ids = np.unique(labels)
