@@ -129,6 +129,30 @@ def test_fused_swap_equals_host_path(bundle, images, monkeypatch):
     np.testing.assert_allclose(ort.swap(spec, unspec, grid=True), fused.swap(spec, unspec, grid=True), atol=ATOL)
 
 
+def test_from_run_answers_as_the_exported_bundle_on_torch(tiny_run, engines, images, tmp_path):
+    """Engine.from_run serves a run folder without exporting it: the same codes, swaps, samples and
+    interpolations as its exported bundle on the torch backend, to the bit."""
+    from dvgan.engine import Engine
+    run, bundled = Engine.from_run(tiny_run), engines["torch"]
+    assert run.backend.name == "torch" and run.bundle_dir == tiny_run
+    assert (run.image_size, run.channels, run.s_dim, run.z_dim, run.max_batch) == \
+        (bundled.image_size, bundled.channels, bundled.s_dim, bundled.z_dim, bundled.max_batch)
+    for key in ("mean", "scale"):
+        np.testing.assert_array_equal(run.z_prior[key], bundled.z_prior[key])
+    for a, b in zip(run.encode(images), bundled.encode(images)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(run.swap(images[:4], images[4:7], grid=True),
+                                  bundled.swap(images[:4], images[4:7], grid=True))
+    np.testing.assert_array_equal(run.swap(images[:5], images[5:10]), bundled.swap(images[:5], images[5:10]))
+    np.testing.assert_array_equal(run.sample(images[:3], 4, seed=1), bundled.sample(images[:3], 4, seed=1))
+    np.testing.assert_array_equal(run.interpolate(images[0], images[1], steps=3),
+                                  bundled.interpolate(images[0], images[1], steps=3))
+    with pytest.raises(UsageError, match="no such checkpoint"):
+        Engine.from_run(str(tmp_path))
+    with pytest.raises(UsageError, match="unknown device"):
+        Engine.from_run(tiny_run, "tpu")
+
+
 def test_interpolate_grid(engines, images):
     eng = engines["onnxruntime"]
     grid = eng.interpolate(images[0], images[5], steps=4)

@@ -53,7 +53,7 @@ def expand(items) -> list[str]:
 
 
 def write_grid(path: str, rows) -> None:
-    from ..eval.figures import save_png, tile
+    from ..figures import save_png, tile
     save_png(path, tile(rows))
     click.echo(f"wrote {path}")
 

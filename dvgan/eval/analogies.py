@@ -90,20 +90,22 @@ def pairs(labels, n_pairs: int, seed: int = 0) -> tuple:
     return np.asarray(a[:n_pairs]), np.asarray(b[:n_pairs])
 
 
+def _on_numpy(op, encoder, decoder):
+    """op(encoder, decoder, a, b, BATCH) (dvgan.ops.swap or sample) as a function of numpy arrays."""
+    @torch.no_grad()
+    def call(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return op(encoder, decoder, torch.from_numpy(a), torch.from_numpy(b), BATCH).numpy()
+    return call
+
+
 def model_swap(encoder, decoder):
     """A swap function (x_a, x_b) -> Dec(s_a, mu_b), numpy float (N, C, H, W) in and out, BATCH rows per call."""
-    @torch.no_grad()
-    def swap(x_a: np.ndarray, x_b: np.ndarray) -> np.ndarray:
-        return ops.swap(encoder, decoder, torch.from_numpy(x_a), torch.from_numpy(x_b), BATCH).numpy()
-    return swap
+    return _on_numpy(ops.swap, encoder, decoder)
 
 
 def model_sample(encoder, decoder):
     """A conditional generator (x_a, z) -> Dec(s_a, z), numpy float in and out, BATCH rows per call."""
-    @torch.no_grad()
-    def sample(x_a: np.ndarray, z: np.ndarray) -> np.ndarray:
-        return ops.sample(encoder, decoder, torch.from_numpy(x_a), torch.from_numpy(z), BATCH).numpy()
-    return sample
+    return _on_numpy(ops.sample, encoder, decoder)
 
 
 def nearest_render_psnr(images: np.ndarray, identity: int, size: int, channels: int, n_renders: int,
