@@ -37,15 +37,12 @@ def fit_z_prior(encoder, n_train: int, images_of, seed: int = 0, n: int = FIT_IM
     inference mode (BatchNorm running statistics) and is put back as it was.
     """
     import torch
+
+    from .ops import evaluating
     rows = fit_items(n_train, seed, n)
-    was = encoder.training
-    encoder.eval()
-    try:
-        with torch.no_grad():
-            mu = torch.cat([encoder(images_of(rows[a:a + FIT_BATCH]))[1].float().cpu()
-                            for a in range(0, len(rows), FIT_BATCH)])
-    finally:
-        encoder.train(was)
+    with evaluating(encoder):
+        mu = torch.cat([encoder(images_of(rows[a:a + FIT_BATCH]))[1].float().cpu()
+                        for a in range(0, len(rows), FIT_BATCH)])
     return gaussian(mu)
 
 
