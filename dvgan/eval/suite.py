@@ -105,8 +105,10 @@ def load_run(run_dir: str) -> dict:
             raise InputError(f"{run_dir}: the data of {spec} no longer matches the split the run recorded")
     if not split.get("test"):
         raise InputError(f"{run_dir}: the run's test split is empty; nothing to evaluate on")
-    # The probes read codes through the engine, the door users serve through; swaps, samples and the
-    # figures call dvgan.ops on the models, in batches of analogies.BATCH.
+    # The probes read their codes through the engine, the door users serve through, in the batches they
+    # always had (ENCODE_BATCH), so the numbers are as before. Swaps, samples and the figures call
+    # dvgan.ops on the models in batches of analogies.BATCH: the engine's fused swap decodes
+    # torch_backend.SWAP_CHUNK rows per call, and another batch size may change the last bits of a score.
     engine = Engine.from_run(run_dir, "cpu", max_batch=ENCODE_BATCH)
     return {"state": state, "cfg": cfg, "encoder": enc, "decoder": dec, "engine": engine, "data": data,
             "split": split, "prior": saved_prior(state, cfg.z_dim)}
