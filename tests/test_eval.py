@@ -422,6 +422,39 @@ def test_cli_evaluates_two_runs_side_by_side(two_runs):
     assert not np.array_equal(tile(truth, 1, 2), tile(truth, 0, 2))  # another pose
 
 
+def test_eval_measures_an_exported_bundle_on_its_backend(two_runs):
+    """--bundle: the probes read the bundle's codes and the analogies its swaps; on onnxruntime fp32 they
+    match the run's own numbers, fp16 stays close, and a bundle of another run is refused in one line."""
+    from dvgan.export import export_bundle
+    root, runs = two_runs
+    bundle = str(root / "bundle-full")
+    export_bundle(runs[0], bundle, fp16=True)
+    res = CliRunner().invoke(cli, ["eval", runs[0], "--quick", "-o", str(root / "own")])
+    assert res.exit_code == 0, res.output
+    own = strict_json(root / "own" / "report.json")
+    assert own["run"]["bundle"] is None and "codes and swaps through" not in res.output
+    for precision, tol in (("fp32", 1e-3), ("fp16", 0.05)):
+        out = root / f"bundle-{precision}"
+        res = CliRunner().invoke(cli, ["eval", runs[0], "--quick", "-o", str(out), "--bundle", bundle,
+                                       "--backend", "onnxruntime", "--precision", precision])
+        assert res.exit_code == 0, res.output
+        assert f"onnxruntime {precision} on cpu" in res.output          # the summary names the engine
+        rep = strict_json(out / "report.json")
+        assert rep["run"]["through"].startswith(f"onnxruntime {precision}") and rep["run"]["bundle"] == bundle
+        a, b = own["analogies"]["unseen"], rep["analogies"]["unseen"]
+        assert abs(a["model"]["psnr"] - b["model"]["psnr"]) < tol * 100 and a["copy_a"] == b["copy_a"]
+        pa, pb = (r["probes"]["protocols"]["test-split"]["results"] for r in (own, rep))
+        assert pa["pixels"] == pb["pixels"]                             # the same images and protocol
+        if precision == "fp32":
+            assert abs(a["model"]["psnr"] - b["model"]["psnr"]) < 1e-3
+    res = CliRunner().invoke(cli, ["eval", runs[1], "--bundle", bundle, "--quick", "-o", str(root / "wrong")])
+    assert res.exit_code == 2 and res.output.strip().count("\n") == 0 and "not exported from" in res.output
+    res = CliRunner().invoke(cli, ["eval", runs[0], "--backend", "onnxruntime"])
+    assert res.exit_code == 2 and "give --bundle" in res.output
+    res = CliRunner().invoke(cli, ["eval", runs[0], runs[1], "--bundle", bundle])
+    assert res.exit_code == 2 and "one RUN_DIR" in res.output
+
+
 def test_cli_errors_are_one_line(tmp_path):
     res = CliRunner().invoke(cli, ["eval", str(tmp_path / "missing")])
     assert res.exit_code == 2 and res.output.strip().count("\n") == 0 and "no such run folder" in res.output

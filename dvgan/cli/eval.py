@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from ..engine.backends import BACKENDS, PRECISIONS
+from ..errors import UsageError
 from .common import friendly_errors, verbosity
 
 EXAMPLES = """
@@ -12,6 +14,8 @@ Examples:
   dvgan eval runs/mnist -o reports/mnist
   dvgan eval runs/sprites runs/sprites-lambda0 -o reports/ablation   # side by side
   dvgan eval runs/sprites --quick               # reduced sets, under a minute
+  dvgan eval runs/sprites --bundle bundles/sprites --backend onnxruntime --precision fp16
+                                                # the exported bundle's codes and swaps, measured
 """
 
 
@@ -23,9 +27,15 @@ Examples:
               help="Another run to evaluate side by side (repeatable); same as listing it after RUN_DIR.")
 @click.option("--seed", default=0, show_default=True, help="Seed for probe splits, subsets, pairs and samples.")
 @click.option("--quick", is_flag=True, help="Reduced but honest subset (the report says so).")
+@click.option("--bundle", type=click.Path(file_okay=False), help="An exported bundle of the run: measure its codes "
+              "and swaps on --backend at --precision instead of the run's own weights (one run only).")
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto",
+              show_default=True, help="With --bundle: the engine backend.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+              help="With --bundle: the engine precision.")
 @verbosity
 @friendly_errors
-def main(run_dirs, out_dir, others, seed, quick):
+def main(run_dirs, out_dir, others, seed, quick, bundle, backend, precision):
     """Evaluate trained runs on their recorded test split: identity probes (the paper's Table 1),
     retrieval, analogies against the true sprites, and the paper's figures.
 
@@ -35,8 +45,13 @@ def main(run_dirs, out_dir, others, seed, quick):
     from ..eval.report import summary_rows
 
     runs = list(run_dirs) + list(others)
+    if bundle is None and (backend, precision) != ("auto", "auto"):
+        raise UsageError("--backend and --precision choose how a --bundle runs; give --bundle BUNDLE_DIR")
+    if bundle is not None and len(runs) > 1:
+        raise UsageError("--bundle measures one run's exported bundle; give one RUN_DIR")
     if len(runs) == 1:
-        results = {runs[0]: evaluate(runs[0], out_dir, seed=seed, quick=quick)}
+        results = {runs[0]: evaluate(runs[0], out_dir, seed=seed, quick=quick, bundle=bundle, backend=backend,
+                                     precision=precision)}
         where = out_dir or f"{runs[0]}/eval"
     else:
         results = compare(runs, out_dir, seed=seed, quick=quick)["runs"]

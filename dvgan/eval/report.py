@@ -193,6 +193,7 @@ def summary_rows(result: dict) -> list:
     by_s = result["retrieval"]["s"]
     rows = [("lambda (w_gan)", str(result["run"].get("w_gan"))), ("step", str(result["run"]["step"])),
             ("probe protocol", result["probes"]["primary"]),
+            *([("codes and swaps through", result["run"]["through"])] if result["run"].get("bundle") else []),
             ("s test error %", _pct(r["s"]["test_error"])), ("z (mu) test error %", _pct(r["z_mu"]["test_error"])),
             ("z (sample) test error %", _pct(r["z_sample"]["test_error"])),
             ("raw pixels test error %", _pct(r["pixels"]["test_error"])),

@@ -34,7 +34,8 @@ from ..engine import Engine
 from ..errors import InputError, UsageError
 from ..figures import headed_grid, save_png, swap_grid
 from ..model import reparameterize
-from ..train.checkpoint import CHECKPOINT, build_models, load_checkpoint, saved_prior
+from ..files import sha256_file
+from ..train.checkpoint import CHECKPOINT, build_models, checkpoint_path, load_checkpoint, saved_prior
 from . import analogies, figures, judge, probes, retrieval
 from .report import write_comparison, write_report
 
@@ -81,8 +82,11 @@ NOTES = [
 ]
 
 
-def load_run(run_dir: str) -> dict:
-    """The run's checkpoint, models (eval mode, CPU), an Engine over it (torch, CPU), data set and recorded split."""
+def load_run(run_dir: str, bundle: str | None = None, backend: str = "auto", precision: str = "auto") -> dict:
+    """The run's checkpoint, models (eval mode, CPU), an Engine over it, data set and recorded split.
+
+    The engine is the run's own (torch, CPU), or with bundle an exported bundle of this run opened on
+    backend at precision (Engine.load), so that its codes and swaps are the ones measured."""
     if not os.path.isdir(run_dir):
         raise UsageError(f"{run_dir}: no such run folder")
     for name in (CHECKPOINT, "split.json"):
@@ -109,9 +113,21 @@ def load_run(run_dir: str) -> dict:
     # always had (ENCODE_BATCH), so the numbers are as before. Swaps, samples and the figures call
     # dvgan.ops on the models in batches of analogies.BATCH: the engine's fused swap decodes
     # torch_backend.SWAP_CHUNK rows per call, and another batch size may change the last bits of a score.
-    engine = Engine.from_run(run_dir, "cpu", max_batch=ENCODE_BATCH)
+    engine = Engine.from_run(run_dir, "cpu", max_batch=ENCODE_BATCH) if bundle is None else \
+        _bundle_of(run_dir, bundle, backend, precision)
     return {"state": state, "cfg": cfg, "encoder": enc, "decoder": dec, "engine": engine, "data": data,
-            "split": split, "prior": saved_prior(state, cfg.z_dim)}
+            "split": split, "prior": saved_prior(state, cfg.z_dim), "bundle": bundle}
+
+
+def _bundle_of(run_dir: str, bundle: str, backend: str, precision: str) -> Engine:
+    """Engine.load(bundle, backend, precision=precision), refused unless the bundle was exported from this
+    run's checkpoint as it is now (the manifest records the checkpoint's sha256)."""
+    engine = Engine.load(bundle, backend, "auto", precision=precision)
+    recorded = (engine.manifest.get("source") or {}).get("checkpoint_sha256")
+    if recorded != sha256_file(checkpoint_path(run_dir)):
+        raise UsageError(f"{bundle}: not exported from the checkpoint in {run_dir} as it is now; "
+                         f"export the run again with dvgan export")
+    return engine
 
 
 def encode(engine, images: np.ndarray, seed: int = 0, batch: int = ENCODE_BATCH) -> dict:
@@ -327,16 +343,21 @@ def _figures(run: dict, feat: _Features, items_ret: np.ndarray, out_dir: str, se
     return names
 
 
-def evaluate(run_dir: str, out_dir: str | None = None, *, seed: int = 0, quick: bool = False) -> dict:
+def evaluate(run_dir: str, out_dir: str | None = None, *, seed: int = 0, quick: bool = False,
+             bundle: str | None = None, backend: str = "auto", precision: str = "auto") -> dict:
     """Evaluate a trained run and write report.json, report.md and the figures into out_dir
     (default RUN_DIR/eval). Returns the report as a dict (see the module docstring).
+
+    bundle: measure an exported bundle of this run on backend at precision instead of the run's own
+    weights: the probes and retrieval read its codes and the analogies its swaps (the samples, the judge
+    and the figures still draw with the run's torch models). The report names the engine in run.through.
 
     quick: smaller probe, retrieval and analogy sets and fewer probe epochs (the report says so);
     the full evaluation takes minutes on 2 CPU cores, the quick one well under a minute on sprites.
     """
     t0 = time.perf_counter()
     sizes = QUICK if quick else FULL
-    run = load_run(run_dir)
+    run = load_run(run_dir, bundle, backend, precision)
     timings = {"load": time.perf_counter() - t0}
     out_dir = out_dir or os.path.join(run_dir, "eval")
     os.makedirs(out_dir, exist_ok=True)
@@ -361,7 +382,9 @@ def evaluate(run_dir: str, out_dir: str | None = None, *, seed: int = 0, quick: 
     result = {
         "run": {"dir": os.path.abspath(run_dir), "step": int(run["state"].get("step", 0)),
                 "spec": data.spec, "model": run["state"]["model_config"],
-                "w_gan": (run["state"].get("train_config") or {}).get("w_gan")},
+                "w_gan": (run["state"].get("train_config") or {}).get("w_gan"),
+                "bundle": os.path.abspath(bundle) if bundle else None,
+                "through": run["engine"].backend.describe() if bundle else "the run's checkpoint (torch, CPU)"},
         "quick": quick, "seed": seed,
         "split": {"kind": split.get("kind"), "n_train": len(split.get("train", [])), "n_test": len(test),
                   "n_train_identities": len(split.get("train_identities", [])),
@@ -380,7 +403,8 @@ def evaluate(run_dir: str, out_dir: str | None = None, *, seed: int = 0, quick: 
     sample = analogies.model_sample(run["encoder"], run["decoder"])
     if data.knows_truth:
         t = time.perf_counter()
-        result["analogies"] = analogies.against_truth(swap, data, split, sizes["pairs"], seed)
+        scored = swap if bundle is None else run["engine"].swap  # a bundle is scored on its own swaps
+        result["analogies"] = analogies.against_truth(scored, data, split, sizes["pairs"], seed)
         timings["analogies"] = time.perf_counter() - t
     if data.renderer is not None:  # scoring samples needs the truth in poses no image shows: fresh renders
         t = time.perf_counter()
