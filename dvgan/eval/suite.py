@@ -349,8 +349,8 @@ def evaluate(run_dir: str, out_dir: str | None = None, *, seed: int = 0, quick: 
     (default RUN_DIR/eval). Returns the report as a dict (see the module docstring).
 
     bundle: measure an exported bundle of this run on backend at precision instead of the run's own
-    weights: the probes and retrieval read its codes and the analogies its swaps (the samples, the judge
-    and the figures still draw with the run's torch models). The report names the engine in run.through.
+    weights: the probes and retrieval read its codes, the analogies and the judge its swaps (samples and
+    figures still draw with the run's torch models). The report names the engine in run.through.
 
     quick: smaller probe, retrieval and analogy sets and fewer probe epochs (the report says so);
     the full evaluation takes minutes on 2 CPU cores, the quick one well under a minute on sprites.
@@ -401,9 +401,9 @@ def evaluate(run_dir: str, out_dir: str | None = None, *, seed: int = 0, quick: 
     timings["retrieval"] = time.perf_counter() - t
     swap = analogies.model_swap(run["encoder"], run["decoder"])
     sample = analogies.model_sample(run["encoder"], run["decoder"])
+    scored = swap if bundle is None else run["engine"].swap  # a bundle is scored on its own swaps
     if data.knows_truth:
         t = time.perf_counter()
-        scored = swap if bundle is None else run["engine"].swap  # a bundle is scored on its own swaps
         result["analogies"] = analogies.against_truth(scored, data, split, sizes["pairs"], seed)
         timings["analogies"] = time.perf_counter() - t
     if data.renderer is not None:  # scoring samples needs the truth in poses no image shows: fresh renders
@@ -416,7 +416,7 @@ def evaluate(run_dir: str, out_dir: str | None = None, *, seed: int = 0, quick: 
     if judge.applies(split, labels):
         t = time.perf_counter()
         judge_net = judge.fit_judge(data, split, fit_images=sizes["pixel_fit"], epochs=sizes["cnn_epochs"], seed=seed)
-        result["judged"] = judge.judged_drawings(swap, sample, data, split, cfg.z_dim, sizes["judged"], judge_net,
+        result["judged"] = judge.judged_drawings(scored, sample, data, split, cfg.z_dim, sizes["judged"], judge_net,
                                                  seed=seed, prior=run["prior"])
         result["judged"]["prior"] = "checkpoint"
         timings["judged"] = time.perf_counter() - t
