@@ -1,4 +1,5 @@
-"""The model's operations, written once: encode, swap, conditional sampling and interpolation.
+"""The model's operations, written once: swap, conditional sampling and interpolation (the
+reparameterised draw of z is model.reparameterize).
 
 Torch only. ``encoder(x) -> (s, mu, logvar)`` and ``decoder(s, z) -> images`` are the modules of
 dvgan/model.py, or anything called the same way (the torch backend's CUDA graphs). Images are float
@@ -12,24 +13,15 @@ interpolates on numpy arrays with the backend's encode and decode.
 from __future__ import annotations
 
 import contextlib
-from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from .model import reparameterize
 from .prior import draw
 
 # Rows per encoder or decoder call when the caller names none; the torch backend's SWAP_CHUNK says
 # why it is this size there.
 CHUNK = 1024
-
-
-class Encoded(NamedTuple):
-    s: torch.Tensor       # (N, s_dim) specified code (identity)
-    mu: torch.Tensor      # (N, z_dim) posterior mean of the unspecified code
-    logvar: torch.Tensor  # (N, z_dim) log sigma^2
-    z: torch.Tensor       # (N, z_dim) one draw mu + sigma * eps
 
 
 @contextlib.contextmanager
@@ -45,15 +37,6 @@ def evaluating(*modules):
     finally:
         for m, training in zip(modules, was):
             m.train(training)
-
-
-def encode(encoder, x: torch.Tensor, generator: torch.Generator | int | None = None) -> Encoded:
-    """Codes of x with one reparameterised draw z = mu + exp(0.5 logvar) * eps, eps ~ N(0, I) from
-    generator (a seed makes a fresh generator on x's device; None: torch's global generator)."""
-    if isinstance(generator, int):
-        generator = torch.Generator(device=x.device).manual_seed(generator)
-    s, mu, logvar = encoder(x)
-    return Encoded(s, mu, logvar, reparameterize(mu, logvar, generator))
 
 
 def encode_part(encoder, x: torch.Tensor, which: int, chunk: int = CHUNK) -> torch.Tensor:
@@ -136,5 +119,5 @@ def interpolate(encoder, decoder, x_a: torch.Tensor, x_b: torch.Tensor, steps: i
     return out.view(steps, steps, *out.shape[1:])
 
 
-__all__ = ["Encoded", "CHUNK", "evaluating", "encode", "encode_part", "recombine_chunks", "recombine", "swap",
+__all__ = ["CHUNK", "evaluating", "encode_part", "recombine_chunks", "recombine", "swap",
            "swap_grid", "draw_z", "sample", "sample_grid", "interpolate"]

@@ -433,7 +433,7 @@ def test_eval_measures_an_exported_bundle_on_its_backend(two_runs):
     assert res.exit_code == 0, res.output
     own = strict_json(root / "own" / "report.json")
     assert own["run"]["bundle"] is None and "codes and swaps through" not in res.output
-    for precision, tol in (("fp32", 1e-3), ("fp16", 0.05)):
+    for precision, tol_db in (("fp32", 1e-3), ("fp16", 0.5)):
         out = root / f"bundle-{precision}"
         res = CliRunner().invoke(cli, ["eval", runs[0], "--quick", "-o", str(out), "--bundle", bundle,
                                        "--backend", "onnxruntime", "--precision", precision])
@@ -442,11 +442,9 @@ def test_eval_measures_an_exported_bundle_on_its_backend(two_runs):
         rep = strict_json(out / "report.json")
         assert rep["run"]["through"].startswith(f"onnxruntime {precision}") and rep["run"]["bundle"] == bundle
         a, b = own["analogies"]["unseen"], rep["analogies"]["unseen"]
-        assert abs(a["model"]["psnr"] - b["model"]["psnr"]) < tol * 100 and a["copy_a"] == b["copy_a"]
+        assert abs(a["model"]["psnr"] - b["model"]["psnr"]) < tol_db and a["copy_a"] == b["copy_a"]
         pa, pb = (r["probes"]["protocols"]["test-split"]["results"] for r in (own, rep))
         assert pa["pixels"] == pb["pixels"]                             # the same images and protocol
-        if precision == "fp32":
-            assert abs(a["model"]["psnr"] - b["model"]["psnr"]) < 1e-3
     res = CliRunner().invoke(cli, ["eval", runs[1], "--bundle", bundle, "--quick", "-o", str(root / "wrong")])
     assert res.exit_code == 2 and res.output.strip().count("\n") == 0 and "not exported from" in res.output
     res = CliRunner().invoke(cli, ["eval", runs[0], "--backend", "onnxruntime"])

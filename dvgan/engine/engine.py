@@ -79,13 +79,15 @@ class Engine:
         return engine
 
     @classmethod
-    def from_run(cls, run_dir: str, device: str = "cpu", *, max_batch: int = 256) -> "Engine":
+    def from_run(cls, run_dir: str, device: str = "cpu", *, max_batch: int = 256,
+                 state: dict | None = None) -> "Engine":
         """An engine over a training run folder (or its checkpoint.pt) on the torch backend, without
         exporting: the checkpoint's weights, model config and fitted z prior. Its answers are those of
         Engine.load(<the run's exported bundle>, "torch", device).
 
         device: cpu | cuda | auto; max_batch: rows per encode and decode call (256, as an export's).
         digest is the checkpoint file's sha256 (an index built with this engine is tied to the checkpoint).
+        state: the run's checkpoint, when the caller has loaded it already (load_checkpoint(run_dir)).
         """
         import torch
 
@@ -101,7 +103,7 @@ class Engine:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         run_dir = os.fspath(run_dir)
-        state = load_checkpoint(run_dir)
+        state = load_checkpoint(run_dir) if state is None else state
         backend = TorchBackend(None, device, "fp32", False, max_batch, state=state)
         c = backend.cfg
         # The part of a bundle's manifest.json that the engine reads; a run has no files to list.

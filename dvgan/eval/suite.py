@@ -113,7 +113,7 @@ def load_run(run_dir: str, bundle: str | None = None, backend: str = "auto", pre
     # always had (ENCODE_BATCH), so the numbers are as before. Swaps, samples and the figures call
     # dvgan.ops on the models in batches of analogies.BATCH: the engine's fused swap decodes
     # torch_backend.SWAP_CHUNK rows per call, and another batch size may change the last bits of a score.
-    engine = Engine.from_run(run_dir, "cpu", max_batch=ENCODE_BATCH) if bundle is None else \
+    engine = Engine.from_run(run_dir, "cpu", max_batch=ENCODE_BATCH, state=state) if bundle is None else \
         _bundle_of(run_dir, bundle, backend, precision)
     return {"state": state, "cfg": cfg, "encoder": enc, "decoder": dec, "engine": engine, "data": data,
             "split": split, "prior": saved_prior(state, cfg.z_dim), "bundle": bundle}
