@@ -62,6 +62,8 @@ class TrainConfig:
     gan_prior: bool = True        # adversarial term on Dec(z ~ N(0, I), s2)
     w_sinv: float = 0.1           # spread of s within an identity, relative to its overall spread (not in
                                   # the paper; 0 = off)
+    w_sid: float = 0.0            # identity read-out of s: cross-entropy of a cosine classifier over the
+                                  # training identities, trained with the encoder (not in the paper; 0 = off)
     w_zadv: float = 0.05          # latent identity critic on mu (not in the paper; 0 = off)
     zadv_steps: int = 5           # latent critic updates per adversary step (extra ones on remembered codes)
     zadv_trunk_grad: float = 1.0  # share of the latent critic's gradient that reaches the encoder's conv trunk
@@ -113,7 +115,7 @@ class TrainConfig:
             raise UsageError(f"adv_every and zadv_steps must be >= 1, got {self.adv_every}, {self.zadv_steps}")
         if self.epochs < 0:
             raise UsageError(f"epochs must be >= 0, got {self.epochs}")
-        for name in ("w_recon", "w_swap_recon", "w_kl", "w_gan", "w_sinv", "w_zadv", "w_zbetween", "lr", "adv_lr",
+        for name in ("w_recon", "w_swap_recon", "w_kl", "w_gan", "w_sinv", "w_sid", "w_zadv", "w_zbetween", "lr", "adv_lr",
                      "shift", "light"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -173,6 +173,25 @@ class LatentAdversary(nn.Module):
         return self.net(mu)
 
 
+class IdentityHead(nn.Module):
+    """Cosine-softmax read-out of the training identities from the specified code: s (B, s_dim) ->
+    logits (B, num_ids), scale * cos(s, w_k).
+
+    Not in the paper: trained together with the encoder (train.w_sid), it asks s to tell the identities
+    apart by what all their images share, where the reconstruction terms only ask s to carry what the
+    decoder can use. Cosines with a fixed scale (Wang et al., "NormFace", 2017), so the loss cannot be
+    lowered by growing s, which the decoder also reads.
+    """
+
+    def __init__(self, cfg, scale: float = 16.0):
+        super().__init__()
+        self.scale = scale
+        self.weight = nn.Parameter(0.01 * torch.randn(cfg.num_ids, cfg.s_dim))
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        return self.scale * nn.functional.normalize(s, dim=1) @ nn.functional.normalize(self.weight, dim=1).T
+
+
 class CodeMemory(nn.Module):
     """A ring buffer of recent (mu, identity) pairs, so the latent critic trains on far more codes than
     one batch holds, as the probe that scores the model will. Buffers, so checkpoints carry it; each

@@ -66,6 +66,27 @@ def test_s_invariance_term_moves_only_the_encoder(tmp_path):
     assert _moved(enc_before, t.autoencoder.encoder) and not _moved(dec_before, t.autoencoder.decoder)
 
 
+def test_identity_read_out_of_s_trains_the_encoder_and_its_head_only(tmp_path):
+    """train.w_sid: the cross-entropy of the cosine identity head on s (for x1, x1' and x2) is a term of
+    the generator loss; it moves the encoder and the head, never the decoder, and the head learns to name
+    identities it is shown."""
+    t = Trainer(tiny_model_config(), tiny_train_config(w_sid=1.0, w_gan=0.0, w_recon=0.0, w_swap_recon=0.0, w_kl=0.0,
+                                                       w_sinv=0.0, w_zadv=0.0, lr=1e-2), {"spec": "sprites:3"},
+                str(tmp_path), device="cpu")
+    enc_before, dec_before, head_before = (_snapshot(m) for m in (t.autoencoder.encoder, t.autoencoder.decoder, t.id_head))
+    fixed = t.batch()
+    t.batch = lambda: fixed  # one batch over and over: the head and s learn to name its identities
+    first = t.train_step()
+    assert first["sid"] == first["loss"] > 0
+    assert _moved(enc_before, t.autoencoder.encoder) and _moved(head_before, t.id_head) == {"weight"}
+    assert not _moved(dec_before, t.autoencoder.decoder)
+    for _ in range(30):
+        last = t.train_step()
+    assert last["sid"] < 0.1 * first["sid"]
+    off = Trainer(tiny_model_config(), tiny_train_config(), {"spec": "sprites:3"}, str(tmp_path / "off"), device="cpu")
+    assert off.id_head is None and "sid" not in off.train_step()
+
+
 @pytest.mark.parametrize("trunk_grad", [0.0, 1.0])
 def test_latent_critic_reaches_the_trunk_as_configured(tmp_path, trunk_grad):
     """zadv_trunk_grad = 0 leaves the latent critic's term to the z head; 1 lets it reach the trunk too."""
@@ -199,19 +220,20 @@ def test_split_is_identity_disjoint_for_sprites(tiny_run):
 
 def _same_weights(a, b):
     assert a["step"] == b["step"]
-    for part_name in ("encoder", "decoder", "adversary", "latent_adversary", "latent_memory"):
+    for part_name in ("encoder", "decoder", "adversary", "latent_adversary", "latent_memory", "identity_head"):
         assert a[part_name].keys() == b[part_name].keys()
         for k in a[part_name]:
             assert torch.equal(a[part_name][k], b[part_name][k]), (part_name, k)
 
 
-@pytest.mark.parametrize("shift,light", [(0, 0.0), (2, 0.0), (0, 1.0)])
-def test_killed_run_resumes_to_the_same_state(tmp_path, monkeypatch, shift, light):
+@pytest.mark.parametrize("shift,light,sid", [(0, 0.0, 0.0), (2, 0.0, 0.0), (0, 1.0, 0.0), (0, 0.0, 1.0)])
+def test_killed_run_resumes_to_the_same_state(tmp_path, monkeypatch, shift, light, sid):
     """A run killed after step 5 and resumed ends where an uninterrupted one does (the default recipe:
     cosine learning-rate decay and the latent critic's memory are part of the state; with shift, the
-    offsets and lights come from the checkpointed sampler's generator)."""
+    offsets and lights come from the checkpointed sampler's generator; with sid, the identity head and its
+    optimizer state are part of it too)."""
     full, part = str(tmp_path / "full"), str(tmp_path / "part")
-    cfg = lambda: tiny_train_config(steps=6, shift=shift, light=light)  # noqa: E731
+    cfg = lambda: tiny_train_config(steps=6, shift=shift, light=light, w_sid=sid)  # noqa: E731
     train(tiny_model_config(), cfg(), {"spec": "sprites:3"}, full, device="cpu", progress=False)
     real_step = Trainer.train_step
 
@@ -229,6 +251,7 @@ def test_killed_run_resumes_to_the_same_state(tmp_path, monkeypatch, shift, ligh
     a, b = load_checkpoint(full), load_checkpoint(part)
     assert a["step"] == 6 and int(a["latent_memory"]["seen"]) == 6 * 8
     _same_weights(a, b)
+    assert bool(a["identity_head"]) == (sid > 0)
     steps = [json.loads(x)["step"] for x in open(os.path.join(part, "metrics.jsonl"))]
     assert steps == [2, 4, 6]
 

@@ -16,7 +16,7 @@ import torch.distributed as dist
 from .. import data as data_mod
 from ..errors import RuntimeFailure, UsageError
 from ..config import ModelConfig, TrainConfig, from_dict, to_dict
-from ..model import Adversary, AutoEncoder, CodeMemory, LatentAdversary, pixel_centres
+from ..model import Adversary, AutoEncoder, CodeMemory, IdentityHead, LatentAdversary, pixel_centres
 from .. import prior
 from ..figures import save_png, swap_grid, training_curves
 from ..files import atomic_write
@@ -89,18 +89,22 @@ class Trainer:
 
         self.autoencoder = AutoEncoder(self.model_cfg).to(self.device)
         self.adversary = Adversary(self.model_cfg).to(self.device)
-        self.opt_gen = _optimizer(self.autoencoder.parameters(), train_cfg.lr, train_cfg)
+        self.id_head = IdentityHead(self.model_cfg).to(self.device) if train_cfg.w_sid > 0 else None
+        gen_params = list(self.autoencoder.parameters()) + (list(self.id_head.parameters()) if self.id_head else [])
+        self.opt_gen = _optimizer(gen_params, train_cfg.lr, train_cfg)
         self.latent = LatentAdversary(self.model_cfg).to(self.device) if train_cfg.w_zadv > 0 else None
         self.memory = CodeMemory(self.model_cfg.z_dim).to(self.device) if self.latent else None  # never DDP-wrapped
         critic_params = [p for m in (self.adversary, self.latent) if m is not None for p in m.parameters()]
         self.opt_adv = _optimizer(critic_params, train_cfg.adv_lr, train_cfg)
         self.ae_run, self.adv_run, self.latent_run = self.autoencoder, self.adversary, self.latent
+        self.id_head_run = self.id_head
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ae_run = DDP(self.autoencoder, device_ids=ids)
             self.adv_run = DDP(self.adversary, device_ids=ids)
             self.latent_run = DDP(self.latent, device_ids=ids) if self.latent else None
+            self.id_head_run = DDP(self.id_head, device_ids=ids) if self.id_head else None
         self.step = 0
         amp = train_cfg.amp and self.device.type == "cuda" and torch.cuda.is_bf16_supported()
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
@@ -157,7 +161,7 @@ class Trainer:
         for group in self.opt_gen.param_groups:
             group["lr"] = cfg.lr * lr_factor(cfg, self.step)
         terms, fakes, codes = generator_step(self.ae_run, self.adversary, self.opt_gen, cfg, batch,
-                                             self.model_cfg.z_dim, self.latent, self.autocast)
+                                             self.model_cfg.z_dim, self.latent, self.autocast, self.id_head_run)
         critics = cfg.image_adversary or self.latent is not None
         if critics and self.step % cfg.adv_every == 0:
             terms.update(adversary_step(self.adv_run, self.opt_adv, cfg, fakes, batch, self.latent_run, codes,
@@ -183,6 +187,7 @@ class Trainer:
             "adversary": self.adversary.state_dict(),
             "latent_adversary": self.latent.state_dict() if self.latent else {},
             "latent_memory": self.memory.state_dict() if self.memory else {},
+            "identity_head": self.id_head.state_dict() if self.id_head else {},
             "opt_gen": self.opt_gen.state_dict(),
             "opt_adv": self.opt_adv.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "sampler": self.sampler.state_dict()["generator"],
@@ -196,6 +201,8 @@ class Trainer:
         if self.latent is not None:
             self.latent.load_state_dict(state["latent_adversary"])
             self.memory.load_state_dict(state["latent_memory"])
+        if self.id_head is not None:
+            self.id_head.load_state_dict(state["identity_head"])
         self.opt_gen.load_state_dict(state["opt_gen"])
         self.opt_adv.load_state_dict(state["opt_adv"])
         self.step = int(state["step"])

@@ -26,11 +26,13 @@ def _requires_grad(modules, flag: bool) -> None:
             p.requires_grad_(flag)
 
 
-def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, latent=None, autocast=None):
+def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, latent=None, autocast=None,
+                   id_head=None):
     """Update encoder and decoder on a batch of triplets; the critics' weights stay frozen.
 
     autoencoder: the AutoEncoder (possibly DDP-wrapped); adversary, latent: the plain critic modules
-    (latent only when cfg.w_zadv > 0).
+    (latent only when cfg.w_zadv > 0); id_head: the IdentityHead on s (only when cfg.w_sid > 0), whose
+    weights opt updates with the autoencoder's.
     Returns (loss terms as 0-dim tensors, the adversary's fakes for id2 (detached Dec(z1, s2), then
     Dec(z_prior, s2) when cfg.adv_prior_fake; None when lambda = 0), detached codes {mu1, mu1p, mu2}).
     """
@@ -69,6 +71,10 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
     if cfg.w_sinv > 0:
         terms["sinv"] = within_identity_spread(out["s1"].float(), out["s1p"].float(), out["s2"].float())
         loss = loss + cfg.w_sinv * terms["sinv"]
+    if id_head is not None and cfg.w_sid > 0:
+        s_all = torch.cat([out["s1"], out["s1p"], out["s2"]]).float()
+        terms["sid"] = F.cross_entropy(id_head(s_all), torch.cat([batch.id1, batch.id1, batch.id2]))
+        loss = loss + cfg.w_sid * terms["sid"]
     if cfg.w_zbetween > 0:
         terms["zbetween"] = between_identity_share(torch.cat([mu1, codes["mu1p"], codes["mu2"]]),
                                                    torch.cat([batch.id1, batch.id1, batch.id2]))
