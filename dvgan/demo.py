@@ -19,10 +19,11 @@ from .config import ModelConfig, TrainConfig, to_dict
 from .data.preprocess import image_to_uint8, open_image
 from . import defaults
 from .errors import UsageError
+from .train.recipe import read_config_file
 
 log = logging.getLogger(__name__)
 
-# The demo trains the warping-decoder recipe (configs/sprites-warp.toml): s alone draws a template of
+# The demo trains the warping-decoder recipe (dvgan/recipes/sprites-warp.toml, read here): s alone draws a template of
 # the identity and z only moves it (shift, scale, turn), the way the renderer makes the pose. With the
 # plain decoder the swap grid took the turn from s, so "A in the pose of B" held for size and position
 # only; with warp z carries the whole pose, and at 4,000 steps all four sprites targets of `dvgan eval`
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 # of a fresh install on a 2-core machine: a slow one trains fewer steps, and the report says so
 # (benchmarks/RESULTS.md, "README commands"). The long run is the recipe as it is, with the full
 # evaluation, and takes the time it needs.
-RECIPE = {"model": {"z_dim": 32, "warp": True, "adv_width": 16}, "train": {"steps": 4000, "w_zadv": 0.01}}
+RECIPE = {table: read_config_file("sprites-warp")[table] for table in ("model", "train")}
 PRESETS = {
     "smoke": {"steps": 200, "per_identity": 20, "eval_quick": True, "train_seconds": None},
     "default": {"steps": RECIPE["train"]["steps"], "per_identity": 100, "eval_quick": True, "train_seconds": 360},

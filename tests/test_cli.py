@@ -2,6 +2,7 @@
 with no extra flags."""
 import glob
 import os
+import tomllib
 
 import numpy as np
 import pytest
@@ -49,6 +50,21 @@ def test_every_committed_recipe_builds_valid_configs(recipe):
     spec = None if read_config_file(recipe).get("data", {}).get("spec") else "sprites"
     model, train, data = build_configs(spec, recipe, [], {})
     assert model.validate() and train.validate() and data["spec"]
+
+
+def test_a_recipe_is_found_by_name_outside_a_checkout(tmp_path, monkeypatch):
+    """`--config faces` reads the recipe shipped in the package, from any folder; an unknown name is one line
+    that lists the recipes, exit code 2; a file of that name in the working folder wins over the recipe."""
+    from dvgan.train.recipe import build_configs, read_config_file
+    monkeypatch.chdir(tmp_path)
+    with open(os.path.join(ROOT, "configs", "faces.toml"), "rb") as f:
+        assert read_config_file("faces") == tomllib.load(f) == read_config_file("faces.toml")
+    assert build_configs("sprites", "faces", [], {})[0].z_trunk
+    res = CliRunner().invoke(train_main, ["--config", "facez", "--data", "sprites:3", "--out", "r", "--steps", "1"])
+    assert res.exit_code == 2 and "facez: no such config file or recipe" in res.output and "faces" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and not os.path.exists("r")
+    (tmp_path / "faces").write_text("[train]\nsteps = 7\n")
+    assert read_config_file("faces") == {"train": {"steps": 7}}
 
 
 def test_train_export_then_query_with_no_other_flag(tmp_path, monkeypatch):

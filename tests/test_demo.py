@@ -4,6 +4,7 @@ import os
 import re
 
 from dvgan import demo
+from dvgan.config import ModelConfig, TrainConfig
 
 
 def test_demo_runs_every_stage_and_reports_its_times(tmp_path, monkeypatch):
@@ -109,17 +110,19 @@ def test_the_demo_reuses_a_finished_run_and_continues_an_interrupted_one(tmp_pat
     assert demo._cut_note({"steps": 40, "asked_steps": 40, "time_budget": 360}) == ""
 
 
-def test_the_demo_trains_the_committed_warp_recipe():
-    """demo.RECIPE is configs/sprites-warp.toml (the recipe behind the sprites targets): keep the two in step."""
-    import tomllib
+def test_the_demo_trains_the_shipped_warp_recipe():
+    """The demo reads dvgan/recipes/sprites-warp.toml (the recipe behind the sprites targets), the file that
+    `--config configs/sprites-warp.toml` in a checkout and `--config sprites-warp` anywhere name."""
+    from dvgan.train.recipe import build_configs
 
-    from dvgan.config import ModelConfig, TrainConfig, from_dict, to_dict
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    with open(os.path.join(root, "configs", "sprites-warp.toml"), "rb") as f:
-        recipe = tomllib.load(f)
-    assert to_dict(from_dict(ModelConfig, recipe["model"])) == to_dict(ModelConfig(**demo.RECIPE["model"]))
-    assert to_dict(from_dict(TrainConfig, recipe["train"])) == to_dict(TrainConfig(**demo.RECIPE["train"]))
-    assert demo.PRESETS["long"]["steps"] == recipe["train"]["steps"] and not demo.PRESETS["long"]["eval_quick"]
+    by_path = build_configs(None, os.path.join(root, "configs", "sprites-warp.toml"), [], {})
+    by_name = build_configs(None, "sprites-warp", [], {})
+    assert by_path == by_name
+    model, train, _ = by_name
+    assert model == ModelConfig(**demo.RECIPE["model"]) and model.warp
+    assert train == TrainConfig(**demo.RECIPE["train"])
+    assert demo.PRESETS["long"]["steps"] == train.steps and not demo.PRESETS["long"]["eval_quick"]
 
 
 def test_the_demo_names_what_differs_in_a_run_of_another_model():

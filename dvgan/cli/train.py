@@ -6,7 +6,7 @@ import click
 from .. import __version__
 from ..config import ModelConfig, TrainConfig
 from ..errors import UsageError
-from ..train.recipe import build_configs
+from ..train.recipe import build_configs, recipe_names
 from .common import friendly_errors, verbosity
 
 EXAMPLES = """
@@ -26,7 +26,7 @@ Examples:
 @click.option("--data", "data_spec", help="sprites[:PER_ID], mnist:DIR, lpc:DIR (LPC character sheets; lpc+hurt:DIR "
               "adds the hurt row), or a folder with one sub-folder per identity.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run folder to write.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML recipe with [model], [train], [data].")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML recipe with [model], [train], [data]: a file, or a shipped recipe by name (" + ", ".join(recipe_names()) + ").")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint, with the run's own "
                                              "settings (--steps, --time-budget and --device may be given).")
 @click.option("--steps", type=int, help="Generator steps (with --resume: the new total).")

@@ -3,6 +3,7 @@ TABLE.FIELD=VALUE overrides into the configs that training takes."""
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 
 from ..config import ModelConfig, TrainConfig, from_dict
@@ -10,8 +11,29 @@ from ..data import default_channels, default_image_size
 from ..errors import UsageError
 
 
+RECIPES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes")
+
+
+def recipe_names() -> list[str]:
+    """The recipes that ship with the package (dvgan/recipes/NAME.toml; configs/ in a source checkout)."""
+    return sorted(name[:-5] for name in os.listdir(RECIPES) if name.endswith(".toml"))
+
+
+def resolve_recipe(name_or_path: str) -> str:
+    """The file a --config value names: an existing path, else a recipe shipped with the package by name
+    (``faces`` or ``faces.toml``), so a recipe works without a source checkout."""
+    if os.path.exists(name_or_path) or os.path.dirname(name_or_path):
+        return name_or_path
+    name = name_or_path[:-5] if name_or_path.endswith(".toml") else name_or_path
+    if name in recipe_names():
+        return os.path.join(RECIPES, name + ".toml")
+    raise UsageError(f"{name_or_path}: no such config file or recipe (recipes: {', '.join(recipe_names())})")
+
+
 def read_config_file(path: str) -> dict:
-    """A TOML (or JSON) recipe with optional [model], [train] and [data] tables."""
+    """A TOML (or JSON) recipe with optional [model], [train] and [data] tables: a file, or a recipe shipped
+    with the package by name (resolve_recipe)."""
+    path = resolve_recipe(path)
     try:
         with open(path, "rb") as f:
             raw = json.load(f) if path.endswith(".json") else tomllib.load(f)
