@@ -55,15 +55,19 @@ class Encoder(nn.Module):
         h = self.trunk(x).flatten(1)
         return h if self.trunk_z is None else torch.cat([h, self.trunk_z(x).flatten(1)], dim=1)
 
+    def _split(self, h: torch.Tensor):
+        """Trunk features -> (s's part, z's part): the same tensor twice with one shared trunk."""
+        return (h, h) if self.trunk_z is None else h.split(self.feat, dim=1)
+
     def heads(self, h: torch.Tensor):
         """Trunk features -> (s, mu, logvar)."""
-        h_s, h_z = (h, h) if self.trunk_z is None else h.split(self.feat, dim=1)
+        h_s, h_z = self._split(h)
         mu, logvar = self.to_z(h_z).chunk(2, dim=1)
         return self.to_s(h_s), mu, logvar
 
     def z_head(self, h: torch.Tensor) -> torch.Tensor:
-        """Trunk features -> mu alone."""
-        return self.heads(h)[1]
+        """Trunk features -> mu alone (s's head is not run)."""
+        return self.to_z(self._split(h)[1])[:, :self.z_dim]
 
     def forward(self, x: torch.Tensor):
         return self.heads(self.features(x))
