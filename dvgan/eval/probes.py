@@ -123,15 +123,18 @@ def run_jobs(jobs: list, workers: int | None = None) -> list:
     (default: one per core) and return their results in the order given.
 
     Each fit seeds itself and runs on one thread, so the results are the same as in one process; only
-    the wall time changes. The workers are forked (Linux); elsewhere (macOS makes fork unsafe for
-    some libraries), or with one worker or one job, the jobs run here one after another. Put the
-    longest jobs first: they start first.
+    the wall time changes. The workers come from a fork server (Linux): a process that imported torch
+    and this module before any thread ran, so a worker never inherits a lock that a thread of this
+    process held at the fork (a plain fork deadlocked that way under load). Elsewhere (macOS makes fork
+    unsafe for some libraries), or with one worker or one job, the jobs run here one after another.
+    The jobs and their arrays are pickled to the workers. Put the longest jobs first: they start first.
     """
     workers = min(len(jobs), workers or _cores())
     if workers <= 1 or not sys.platform.startswith("linux"):
         return [fn(*args, **kwargs) for fn, args, kwargs in jobs]
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                             initializer=torch.set_num_threads, initargs=(1,)) as pool:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch", __name__])
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads, initargs=(1,)) as pool:
         futures = [pool.submit(fn, *args, **kwargs) for fn, args, kwargs in jobs]
         return [f.result() for f in futures]
 
