@@ -127,7 +127,9 @@ def run_jobs(jobs: list, workers: int | None = None) -> list:
     and this module before any thread ran, so a worker never inherits a lock that a thread of this
     process held at the fork (a plain fork deadlocked that way under load). Elsewhere (macOS makes fork
     unsafe for some libraries), or with one worker or one job, the jobs run here one after another.
-    The jobs and their arrays are pickled to the workers. Put the longest jobs first: they start first.
+    The jobs and their arrays are pickled to the workers, and, as with any fork server, a script that
+    calls this must guard its own top-level code with ``if __name__ == "__main__":`` (the workers
+    import the script; the dvgan commands do). Put the longest jobs first: they start first.
     """
     workers = min(len(jobs), workers or _cores())
     if workers <= 1 or not sys.platform.startswith("linux"):

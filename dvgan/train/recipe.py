@@ -24,10 +24,10 @@ def resolve_recipe(name_or_path: str) -> str:
     (``faces`` or ``faces.toml``), so a recipe works without a source checkout."""
     if os.path.exists(name_or_path) or os.path.dirname(name_or_path):
         return name_or_path
-    name = name_or_path[:-5] if name_or_path.endswith(".toml") else name_or_path
-    if name in recipe_names():
+    name, names = name_or_path.removesuffix(".toml"), recipe_names()
+    if name in names:
         return os.path.join(RECIPES, name + ".toml")
-    raise UsageError(f"{name_or_path}: no such config file or recipe (recipes: {', '.join(recipe_names())})")
+    raise UsageError(f"{name_or_path}: no such config file or recipe (recipes: {', '.join(names)})")
 
 
 def read_config_file(path: str) -> dict:
