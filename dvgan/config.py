@@ -84,6 +84,9 @@ class TrainConfig:
                                   # changes by up to 2 x light across the image, drawn anew for every use, so
                                   # the identity code learns to ignore where the light comes from (not in the
                                   # paper; 0 = off)
+    light_on: str = "all"         # which images are relit: "all", or "swap": only x1', whose s redraws x1 in
+                                  # ||Dec(z1, s1') - x1||^2, so s must ignore the light while z1 and the
+                                  # targets keep the photos' own light
     real_label: float = 0.95      # one-sided label smoothing for the adversary's real target
     adv_every: int = 1            # generator steps per adversary step (the update ratio)
     seed: int = 0
@@ -119,6 +122,8 @@ class TrainConfig:
                      "shift", "light"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.light_on not in ("all", "swap"):
+            raise UsageError(f"light_on must be 'all' or 'swap', got {self.light_on!r}")
         if not 0.0 <= self.zadv_trunk_grad <= 1.0:
             raise UsageError(f"zadv_trunk_grad must be in [0, 1], got {self.zadv_trunk_grad}")
         if not 0.0 < self.real_label <= 1.0:

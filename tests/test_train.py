@@ -10,6 +10,7 @@ import torch
 
 from conftest import as_format_1, tiny_model_config, tiny_train_config
 from dvgan import __version__
+from dvgan.errors import UsageError
 from dvgan.train.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint
 from dvgan.train.loop import Trainer, TrainingError, train
 from dvgan.train.step import adversary_step, generator_step
@@ -509,3 +510,18 @@ def test_light_scales_each_image_by_its_own_smooth_gain(tmp_path):
     assert gain.flatten(1).std(1).min() > 0 and len({round(float(g.mean()), 4) for g in gain}) > 50
     t0 = Trainer(tiny_model_config(), tiny_train_config(), {"spec": "sprites:3"}, str(tmp_path / "b"), device="cpu")
     assert torch.equal(t0.relit(x), x)                    # light 0 leaves the images alone
+
+
+def test_light_on_swap_relights_only_the_image_whose_s_is_swapped_in(tmp_path):
+    """light_on = "swap": x1 and x2 are the stored photos; x1' (another photo of x1's identity) is relit."""
+    t = Trainer(tiny_model_config(), tiny_train_config(light=1.0, light_on="swap"), {"spec": "sprites:3"},
+                str(tmp_path), device="cpu")
+    torch.manual_seed(0)
+    state = t.sampler.generator.get_state()
+    i1, i1p, i2 = t.sampler.sample(t.train_cfg.batch_size)
+    t.sampler.generator.set_state(state)
+    batch = t.batch()
+    assert torch.equal(batch.x1, t.float_images(i1)) and torch.equal(batch.x2, t.float_images(i2))
+    assert not torch.allclose(batch.x1p, t.float_images(i1p))
+    with pytest.raises(UsageError, match="light_on"):
+        tiny_train_config(light_on="x2").validate()

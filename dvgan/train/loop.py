@@ -112,7 +112,9 @@ class Trainer:
     # -- one iteration ------------------------------------------------------------------------
     def batch(self) -> Batch:
         i1, i1p, i2 = (i.to(self.device) for i in self.sampler.sample(self.train_cfg.batch_size))
-        x1, x1p, x2 = (self.shifted(self.relit(self.float_images(i))) for i in (i1, i1p, i2))
+        lit = (True, True, True) if self.train_cfg.light_on == "all" else (False, True, False)
+        x1, x1p, x2 = (self.shifted(self.relit(self.float_images(i)) if on else self.float_images(i))
+                       for i, on in zip((i1, i1p, i2), lit))
         return Batch(x1, x1p, x2, self.labels[i1], self.labels[i2])
 
     def relit(self, x: torch.Tensor) -> torch.Tensor:
