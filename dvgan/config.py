@@ -72,9 +72,6 @@ class TrainConfig:
     w_zbetween: float = 0.0       # between-identity share of mu's variance in the batch (not in the paper;
                                   # 0 = off): moves each identity's mean code to the others'; it needs several
                                   # images of an identity per batch, so it suits few identities (MNIST's 10)
-    ids_per_batch: int = 0        # draw each batch's triplets from this many identities (0 = from all): with
-                                  # hundreds of identities a batch otherwise holds about one pair of each,
-                                  # and the between-identity share sees nothing but noise
     adv_prior_fake: bool = True   # the adversary also judges Dec(z ~ N(0, I), s2) as a fake for id2. Algorithm 1
                                   # shows it only Dec(z1, s2), so the generator's prior term meets a judge that
                                   # never saw prior samples and conditional samples come out as noise (not in
@@ -119,8 +116,6 @@ class TrainConfig:
             raise UsageError("steps must be >= 1 and batch_size >= 2")
         if self.adv_every < 1 or self.zadv_steps < 1:
             raise UsageError(f"adv_every and zadv_steps must be >= 1, got {self.adv_every}, {self.zadv_steps}")
-        if self.ids_per_batch < 0 or self.ids_per_batch == 1:
-            raise UsageError(f"ids_per_batch must be 0 (off) or >= 2, got {self.ids_per_batch}")
         if self.epochs < 0:
             raise UsageError(f"epochs must be >= 0, got {self.epochs}")
         for name in ("w_recon", "w_swap_recon", "w_kl", "w_gan", "w_sinv", "w_sid", "w_zadv", "w_zbetween", "lr", "adv_lr",

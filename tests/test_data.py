@@ -331,21 +331,3 @@ def test_load_items_finds_lpc_cells_by_source(tmp_path):
     ds = D.load(spec, 32, 3)
     got = D.load_items(spec, [ds.sources[7], ds.sources[0], "nope.png:r0c0"], 32, 3)
     assert np.array_equal(got[0], ds.images[7]) and np.array_equal(got[1], ds.images[0]) and got[2] is None
-
-
-def test_sampler_draws_a_batch_from_a_few_identities():
-    labels = torch.arange(20).repeat_interleave(5)             # 20 identities x 5 images
-    labels = torch.cat([labels, torch.tensor([20])])             # and one with a single image
-    s = TripletSampler(labels, seed=0, ids_per_batch=4)
-    seen = set()
-    for _ in range(50):
-        i1, i1p, i2 = s.sample(32)
-        assert torch.equal(labels[i1], labels[i1p]) and not (i1 == i1p).any()
-        assert (labels[i1] != labels[i2]).all()
-        ids = set(labels[i1].tolist()) | set(labels[i2].tolist())
-        assert len(ids) <= 4 and 20 not in ids
-        seen |= ids
-    assert seen == set(range(20))                                # every pool-able identity takes its turn
-    few = TripletSampler(torch.tensor([0, 0, 1, 1, 2]), seed=0, ids_per_batch=8)   # more asked than there are
-    i1, i1p, i2 = few.sample(100)
-    assert set(torch.tensor([0, 0, 1, 1, 2])[i2].tolist()) == {0, 1}

@@ -525,13 +525,3 @@ def test_light_on_swap_relights_only_the_image_whose_s_is_swapped_in(tmp_path):
     assert not torch.allclose(batch.x1p, t.float_images(i1p))
     with pytest.raises(UsageError, match="light_on"):
         tiny_train_config(light_on="x2").validate()
-
-
-def test_ids_per_batch_reaches_the_sampler(tmp_path):
-    t = Trainer(tiny_model_config(), tiny_train_config(ids_per_batch=2), {"spec": "sprites:6"}, str(tmp_path),
-                device="cpu")
-    for _ in range(5):
-        batch = t.batch()
-        assert len(set(batch.id1.tolist()) | set(batch.id2.tolist())) <= 2
-    with pytest.raises(UsageError, match="ids_per_batch"):
-        tiny_train_config(ids_per_batch=1).validate()

@@ -79,8 +79,7 @@ class Trainer:
         self.images = torch.from_numpy(dataset.images[train_idx]).to(self.device)  # uint8 (N, C, H, W)
         self.labels = torch.tensor([remap[v] for v in dataset.labels[train_idx]], dtype=torch.long)
         try:
-            self.sampler = TripletSampler(self.labels, seed=train_cfg.seed + 7919 * self.rank,
-                                          ids_per_batch=train_cfg.ids_per_batch)
+            self.sampler = TripletSampler(self.labels, seed=train_cfg.seed + 7919 * self.rank)
         except ValueError as exc:
             raise data_mod.DataError(f"{data_cfg['spec']}: {exc}") from None
         if len(self.sampler.eligible) < len(self.labels):
