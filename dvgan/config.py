@@ -13,6 +13,10 @@ from .errors import UsageError
 TRUNKS = ("conv5", "conv3")  # paper: conv5 for MNIST/Sprites, conv3 for NORB/YaleB
 
 
+# train.light_on: which of (x1, x1', x2) are relit
+LIGHT_ON = {"all": (True, True, True), "swap": (False, True, False)}
+
+
 @dataclass
 class ModelConfig:
     image_size: int = 32      # H = W; a multiple of 8 (three stride-2 stages)
@@ -122,7 +126,7 @@ class TrainConfig:
                      "shift", "light"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.light_on not in ("all", "swap"):
+        if self.light_on not in LIGHT_ON:
             raise UsageError(f"light_on must be 'all' or 'swap', got {self.light_on!r}")
         if not 0.0 <= self.zadv_trunk_grad <= 1.0:
             raise UsageError(f"zadv_trunk_grad must be in [0, 1], got {self.zadv_trunk_grad}")

@@ -29,6 +29,7 @@ from torch import nn
 PROTOCOLS = ("train-test", "test-split")
 HIDDEN = 256            # units of the probe's hidden layer (the paper's Table 1)
 VALIDATION = 0.1        # fraction of the probe's training data used for early stopping
+POOL_CONTEXT = "forkserver"  # how run_jobs starts its workers ("fork" deadlocked under load; see run_jobs)
 PATIENCE = 10           # epochs without validation improvement before stopping
 MAX_EPOCHS = 200        # hard bound on probe epochs
 BATCH = 64              # probe minibatch: small enough for many updates per epoch on a few thousand codes
@@ -134,8 +135,9 @@ def run_jobs(jobs: list, workers: int | None = None) -> list:
     workers = min(len(jobs), workers or _cores())
     if workers <= 1 or not sys.platform.startswith("linux"):
         return [fn(*args, **kwargs) for fn, args, kwargs in jobs]
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["torch", __name__])
+    context = multiprocessing.get_context(POOL_CONTEXT)
+    if POOL_CONTEXT == "forkserver":
+        context.set_forkserver_preload(["torch", __name__])
     with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads, initargs=(1,)) as pool:
         futures = [pool.submit(fn, *args, **kwargs) for fn, args, kwargs in jobs]
         return [f.result() for f in futures]

@@ -15,7 +15,7 @@ import torch.distributed as dist
 
 from .. import data as data_mod
 from ..errors import RuntimeFailure, UsageError
-from ..config import ModelConfig, TrainConfig, from_dict, to_dict
+from ..config import LIGHT_ON, ModelConfig, TrainConfig, from_dict, to_dict
 from ..model import Adversary, AutoEncoder, CodeMemory, IdentityHead, LatentAdversary, pixel_centres
 from .. import prior
 from ..figures import save_png, swap_grid, training_curves
@@ -112,9 +112,9 @@ class Trainer:
     # -- one iteration ------------------------------------------------------------------------
     def batch(self) -> Batch:
         i1, i1p, i2 = (i.to(self.device) for i in self.sampler.sample(self.train_cfg.batch_size))
-        lit = (True, True, True) if self.train_cfg.light_on == "all" else (False, True, False)
-        x1, x1p, x2 = (self.shifted(self.relit(self.float_images(i)) if on else self.float_images(i))
-                       for i, on in zip((i1, i1p, i2), lit))
+        images = (self.float_images(i) for i in (i1, i1p, i2))
+        x1, x1p, x2 = (self.shifted(self.relit(x) if lit else x)
+                       for x, lit in zip(images, LIGHT_ON[self.train_cfg.light_on]))
         return Batch(x1, x1p, x2, self.labels[i1], self.labels[i2])
 
     def relit(self, x: torch.Tensor) -> torch.Tensor:
