@@ -11,6 +11,8 @@ overhead figure is measured on the same run as the total.
 into a temporary git worktree and imported from there, with this environment's packages) and with
 this tree, alternating REF and this code, and prints each one's steps/s (from metrics.jsonl, first
 logged step to last, so start-up and data generation are left out), the medians and their ratio.
+With --own-config each code trains the config file at --config's path in its own tree instead: the
+recipe as each commit ships it (say, the demo's), so a cheaper recipe counts with the faster code.
 """
 from __future__ import annotations
 
@@ -35,15 +37,19 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 
 def cpu_model() -> str:
-    """The 'model name' line of /proc/cpuinfo (the platform's processor string elsewhere)."""
+    """The 'model name' line of /proc/cpuinfo with its cpu family and model numbers, which tell apart
+    generations that share a name (the platform's processor string elsewhere)."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    if "model name" not in fields:
+        return platform.processor() or platform.machine()
+    return f"{fields['model name']} (cpu family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"
 
 
 def steps_per_s(tree: str, config: str, steps: int, out: str) -> float:
@@ -57,8 +63,9 @@ def steps_per_s(tree: str, config: str, steps: int, out: str) -> float:
     return (last["step"] - first["step"]) / (last["time"] - first["time"])
 
 
-def compare(ref: str, config: str, steps: int, reps: int) -> None:
+def compare(ref: str, config: str, steps: int, reps: int, own_config: bool = False) -> None:
     config = os.path.abspath(config)
+    relative = os.path.relpath(config, ROOT)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed run still removes its worktree
     with tempfile.TemporaryDirectory() as tmp:
         ref_tree = os.path.join(tmp, "ref")
@@ -67,14 +74,16 @@ def compare(ref: str, config: str, steps: int, reps: int) -> None:
             trees, pace = {"ref": ref_tree, "this": ROOT}, {"ref": [], "this": []}
             for rep in range(reps):
                 for name in ("ref", "this") if rep % 2 == 0 else ("this", "ref"):
-                    pace[name].append(steps_per_s(trees[name], config, steps, os.path.join(tmp, f"{name}-{rep}")))
+                    recipe = os.path.join(trees[name], relative) if own_config else config
+                    pace[name].append(steps_per_s(trees[name], recipe, steps, os.path.join(tmp, f"{name}-{rep}")))
                     print(f"rep {rep + 1}/{reps} {name}: {pace[name][-1]:.2f} steps/s", flush=True)
         finally:
             subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", ref_tree], check=False)
     head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout
     ref_med, this_med = statistics.median(pace["ref"]), statistics.median(pace["this"])
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}")
-    print(f"recipe: {os.path.relpath(config, ROOT)}  steps {steps}  reps {reps} (alternating)")
+    whose = "each commit's own version of " if own_config else ""
+    print(f"recipe: {whose}{relative}  steps {steps}  reps {reps} (alternating)")
     print("| code | steps/s, each rep | median |")
     print("|---|---|---|")
     print(f"| {ref} | {', '.join(f'{v:.2f}' for v in pace['ref'])} | {ref_med:.2f} |")
@@ -88,9 +97,11 @@ def main():
     ap.add_argument("--config", default=os.path.join(ROOT, "configs", "sprites.toml"))
     ap.add_argument("--compare", metavar="REF", help="also train with the code of this commit, alternating")
     ap.add_argument("--reps", type=int, default=3, help="runs of each code with --compare")
+    ap.add_argument("--own-config", action="store_true",
+                    help="with --compare, each code trains its own commit's version of --config")
     args = ap.parse_args()
     if args.compare:
-        return compare(args.compare, args.config, args.steps, args.reps)
+        return compare(args.compare, args.config, args.steps, args.reps, args.own_config)
     model, tcfg, data = build_configs(None, args.config, [f"train.steps={args.steps}"], {})
     inside = {"generator_step": 0.0, "adversary_step": 0.0}
 

@@ -130,7 +130,8 @@ def test_the_demo_names_what_differs_in_a_run_of_another_model():
     wanted = ModelConfig(**demo.RECIPE["model"])
     assert demo._model_differences({**to_dict(wanted), "num_ids": 205}, wanted) == []  # set by the data
     old = {k: v for k, v in to_dict(ModelConfig(z_dim=128)).items() if k != "warp"}  # saved before warp existed
-    assert demo._model_differences(old, wanted) == [("z_dim", 128, 32), ("adv_width", 32, 16), ("warp", False, True)]
+    assert demo._model_differences(old, wanted) == [("z_dim", 128, 32), ("width", 32, 16), ("adv_width", 32, 8),
+                                                    ("warp", False, True)]
 
 
 def test_the_gallery_has_the_models_image_size_and_channels(tmp_path):

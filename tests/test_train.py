@@ -512,15 +512,20 @@ def test_light_scales_each_image_by_its_own_smooth_gain(tmp_path):
     assert torch.equal(t0.relit(x), x)                    # light 0 leaves the images alone
 
 
-def test_light_on_swap_relights_only_the_image_whose_s_is_swapped_in(tmp_path):
-    """light_on = "swap": x1 and x2 are the stored photos; x1' (another photo of x1's identity) is relit."""
-    t = Trainer(tiny_model_config(), tiny_train_config(light=1.0, light_on="swap"), {"spec": "sprites:3"},
+@pytest.mark.parametrize("light_on, relit", [("swap", (False, True, False)), ("all", (True, True, True))])
+def test_light_on_names_the_photos_that_are_relit(tmp_path, light_on, relit):
+    """light_on = "swap": only x1' (another photo of x1's identity, whose s is swapped in) is relit, x1
+    and x2 are the stored photos; "all": each of the three is relit."""
+    t = Trainer(tiny_model_config(), tiny_train_config(light=1.0, light_on=light_on), {"spec": "sprites:3"},
                 str(tmp_path), device="cpu")
     state = t.sampler.generator.get_state()
-    i1, i1p, i2 = t.sampler.sample(t.train_cfg.batch_size)
+    stored = [t.float_images(i) for i in t.sampler.sample(t.train_cfg.batch_size)]
     t.sampler.generator.set_state(state)
     batch = t.batch()
-    assert torch.equal(batch.x1, t.float_images(i1)) and torch.equal(batch.x2, t.float_images(i2))
-    assert not torch.allclose(batch.x1p, t.float_images(i1p))
+    for x, x_stored, lit in zip((batch.x1, batch.x1p, batch.x2), stored, relit):
+        assert torch.equal(x, x_stored) != lit
+
+
+def test_light_on_must_be_a_known_mode():
     with pytest.raises(UsageError, match="light_on"):
         tiny_train_config(light_on="x2").validate()

@@ -10,7 +10,7 @@ EXAMPLES = """
 Examples:
   dvgan demo                 # 6 to 9 minutes on 2 CPU cores (training stops after 6); writes ./dvgan-out
   dvgan demo --smoke         # 200 training steps: checks that every stage runs
-  dvgan demo --long -o out/  # all 4,000 steps of the recipe, no time budget, and the full evaluation
+  dvgan demo --long -o out/  # all 5,000 steps of the recipe, no time budget, and the full evaluation
   dvgan demo --data lpc:path/to/lpc_sprites -o lpc-out/   # the same on real LPC character sheets
 \b
 Afterwards these work with no other flag (they read ./dvgan-out, or $DVGAN_HOME):
