@@ -370,7 +370,7 @@ CLI_CASES = [
         1, FORMAT_1_REFUSED, "dvgan-train"),
     # the demo
     CliCase("demo: output folder holding a run of another model", lambda c: [
-        "demo", "-o", _demo_folder_with(c, c.run), "--no-progress"], 2, "holds a run of another model (s_dim 8, z_dim 8, width 8, adv_width 8, warp False; this demo trains s_dim 64"),
+        "demo", "-o", _demo_folder_with(c, c.run), "--no-progress"], 2, "holds a run of another model (s_dim 8, z_dim 8, width 8, warp False; this demo trains s_dim 64"),
 ]
 
 
