@@ -3,6 +3,7 @@ the forward and backward passes (data sampling, metrics, checkpoints, swap grids
 
   python benchmarks/bench_train.py [--steps 2000] [--config configs/sprites.toml]
   python benchmarks/bench_train.py --compare 75edd9d --config configs/sprites-warp.toml --steps 400 --reps 3
+  python benchmarks/bench_train.py --compare 75edd9d --own-config --config configs/sprites-warp.toml --steps 400 --reps 3
 
 Wraps the two Algorithm 1 step functions with timers inside a real `train()` call, so the
 overhead figure is measured on the same run as the total.
