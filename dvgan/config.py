@@ -127,7 +127,7 @@ class TrainConfig:
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.light_on not in LIGHT_ON:
-            raise UsageError(f"light_on must be 'all' or 'swap', got {self.light_on!r}")
+            raise UsageError(f"light_on must be one of {', '.join(map(repr, LIGHT_ON))}, got {self.light_on!r}")
         if not 0.0 <= self.zadv_trunk_grad <= 1.0:
             raise UsageError(f"zadv_trunk_grad must be in [0, 1], got {self.zadv_trunk_grad}")
         if not 0.0 < self.real_label <= 1.0:
