@@ -177,6 +177,40 @@ class LatentAdversary(nn.Module):
         return self.net(mu)
 
 
+class PairCritic(nn.Module):
+    """Same-identity critic on two unspecified codes: a, b (B, z_dim) each -> logits (B,) that the two
+    images share an identity.
+
+    Not in the paper: the latent critic for data with many identities (train.zadv_kind = "pairs"). A
+    classifier over the training identities (LatentAdversary) has one output per identity and few codes
+    of each; this one answers one question for any two codes, so it learns from every batch and asks z
+    the thing a probe on new identities tests: whether two codes of one identity look alike. Symmetric
+    in a and b.
+    """
+
+    def __init__(self, cfg, hidden: int = 256):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(cfg.z_dim, affine=False)  # as LatentAdversary: scale says nothing
+        self.net = nn.Sequential(nn.Linear(2 * cfg.z_dim, hidden), nn.LeakyReLU(0.2),
+                                 nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        a, b = self.norm(torch.cat([a, b])).split(a.shape[0])
+        return self.net(torch.cat([(a - b).abs(), a * b], dim=1)).squeeze(1)
+
+
+def code_pairs(a: torch.Tensor, b: torch.Tensor, ids: torch.Tensor):
+    """Pairs for the PairCritic from codes a[i], b[i] (B, d) of one identity ids[i]: (left, right,
+    same), with (a[i], b[i]) as same-identity pairs and (a[i], b[i - 1]) as pairs whose label says
+    whether ids[i] and ids[i - 1] agree. Every pair holds one code of each side, so what tells a from b
+    apart (x1' alone is relit under light_on = "swap") cannot tell the labels apart.
+    """
+    left = torch.cat([a, a])
+    right = torch.cat([b, b.roll(1, dims=0)])
+    same = torch.cat([torch.ones_like(ids), (ids == ids.roll(1)).long()]).float()
+    return left, right, same
+
+
 class IdentityHead(nn.Module):
     """Cosine-softmax read-out of the training identities from the specified code: s (B, s_dim) ->
     logits (B, num_ids), scale * cos(s, w_k).

@@ -1,9 +1,10 @@
 import torch
 
-from conftest import tiny_train_config
-from dvgan.model import CodeMemory
+from conftest import tiny_model_config, tiny_train_config
+from dvgan.model import CodeMemory, PairCritic, code_pairs
 from dvgan.train.loop import lr_factor
 from dvgan.train.losses import between_identity_share, within_identity_spread
+from dvgan.train.step import _pair_loss
 
 
 def test_within_identity_spread_reads_zero_for_identity_codes_and_one_for_unrelated_ones():
@@ -63,3 +64,38 @@ def test_between_identity_share_pulls_the_identity_means_together():
     moved = codes.detach() - 0.5 * codes.grad
     means = lambda c: torch.stack([c[ids == k].mean(0) for k in range(4)])  # noqa: E731
     assert float(means(moved).var(0).sum()) < float(means(codes.detach()).var(0).sum())
+
+
+def test_code_pairs_label_each_pair_by_its_identities():
+    a, b = torch.arange(4.0)[:, None], 10 + torch.arange(4.0)[:, None]
+    left, right, same = code_pairs(a, b, torch.tensor([0, 1, 1, 2]))
+    assert left[:, 0].tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
+    assert right[:, 0].tolist() == [10, 11, 12, 13, 13, 10, 11, 12]  # b[i - 1] for the second half
+    assert same.tolist() == [1, 1, 1, 1, 0, 0, 1, 0]                  # ids 1 and 1 meet at i = 2
+
+
+def _pair_accuracy_after_training(codes_of, steps=300):
+    """Train a PairCritic on codes drawn by codes_of(ids), then its accuracy on fresh codes of new ids."""
+    torch.manual_seed(0)
+    critic = PairCritic(tiny_model_config(z_dim=8))
+    opt = torch.optim.Adam(critic.parameters(), lr=2e-3)
+    for _ in range(steps):
+        ids = torch.randint(200, (64,))
+        loss, _ = _pair_loss(critic, codes_of(ids), codes_of(ids), ids)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    ids = torch.randint(200, 400, (512,))  # identities it never saw
+    return float(_pair_loss(critic, codes_of(ids), codes_of(ids), ids)[1].float().mean())
+
+
+def test_pair_critic_tells_identities_apart_only_when_the_codes_hold_them():
+    centres = torch.randn(400, 8, generator=torch.Generator().manual_seed(3))
+    assert _pair_accuracy_after_training(lambda ids: centres[ids] + 0.3 * torch.randn(len(ids), 8)) > 0.9
+    assert _pair_accuracy_after_training(lambda ids: torch.randn(len(ids), 8)) < 0.6
+
+
+def test_pair_critic_is_symmetric():
+    critic = PairCritic(tiny_model_config(z_dim=8))
+    a, b = torch.randn(16, 8), torch.randn(16, 8)
+    assert torch.allclose(critic(a, b), critic(b, a), atol=1e-6)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..model import kl_to_standard_normal
+from ..model import code_pairs, kl_to_standard_normal
 from .losses import between_identity_share, within_identity_spread
 
 
@@ -66,7 +66,12 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
             loss = loss + cfg.w_gan * terms[name]
     if latent is not None and cfg.w_zadv > 0:
         # Push the latent critic's prediction towards uniform: bounded, unlike maximising its loss.
-        terms["zadv_gen"] = -F.log_softmax(latent(out["mu1_critic"].float()), dim=1).mean()
+        if cfg.zadv_kind == "pairs":
+            left, right, _ = code_pairs(out["mu1_critic"].float(), codes["mu1p"], batch.id1)
+            logits = latent(left, right)
+            terms["zadv_gen"] = F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, 0.5))
+        else:
+            terms["zadv_gen"] = -F.log_softmax(latent(out["mu1_critic"].float()), dim=1).mean()
         loss = loss + cfg.w_zadv * terms["zadv_gen"]
     if cfg.w_sinv > 0:
         terms["sinv"] = within_identity_spread(out["s1"].float(), out["s1p"].float(), out["s2"].float())
@@ -95,10 +100,12 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
 
     The encoder and decoder are untouched: fake and codes arrive detached. One forward over [fake; real]
     so a DDP-wrapped adversary sees a single call per step. The latent critic, when given, learns
-    to read id1 from mu1, then takes cfg.zadv_steps - 1 more updates on codes recalled from memory
-    (a CodeMemory) when given.
+    to read id1 from mu1 (cfg.zadv_kind "ids") or which pairs of mu1 and mu1' share an identity
+    ("pairs", model.code_pairs), then takes cfg.zadv_steps - 1 more updates on codes recalled from
+    memory (a CodeMemory; of [mu1, mu1'] side by side for "pairs") when given.
     """
     mu1 = None if codes is None else codes["mu1"]
+    pairs = cfg.zadv_kind == "pairs"
     autocast = autocast or contextlib.nullcontext
     b, ids = batch.x1.shape[0], batch.id2
     result, loss, logits = {}, 0.0, None
@@ -115,20 +122,26 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
         loss = F.binary_cross_entropy_with_logits(logits, target)
         result["adv"] = loss.detach()
     if latent is not None and mu1 is not None:
-        zlogits = latent(mu1)
-        zloss = F.cross_entropy(zlogits, batch.id1)
+        if pairs:
+            zloss, correct = _pair_loss(latent, mu1, codes["mu1p"], batch.id1)
+        else:
+            zlogits = latent(mu1)
+            zloss, correct = F.cross_entropy(zlogits, batch.id1), zlogits.argmax(1) == batch.id1
         loss = loss + zloss
         result["zadv"] = zloss.detach()
-        result["zadv_acc"] = (zlogits.argmax(1) == batch.id1).float().mean()
+        result["zadv_acc"] = correct.float().mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     if latent is not None and mu1 is not None and memory is not None:
-        memory.remember(mu1, batch.id1)
+        memory.remember(torch.cat([mu1, codes["mu1p"]], dim=1) if pairs else mu1, batch.id1)
         for _ in range(cfg.zadv_steps - 1):  # the latent critic is cheap: let it keep up with the encoder
             old_mu, old_ids = memory.recall(4 * b)
             opt.zero_grad(set_to_none=True)
-            F.cross_entropy(latent(old_mu), old_ids).backward()
+            if pairs:
+                _pair_loss(latent, *old_mu.chunk(2, dim=1), old_ids)[0].backward()
+            else:
+                F.cross_entropy(latent(old_mu), old_ids).backward()
             opt.step()
     if logits is None:
         return result
@@ -137,3 +150,11 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
         if cfg.adv_mismatch:
             result["adv_mismatch_acc"] = (logits[nf + b:] < 0).float().mean()
     return result
+
+
+def _pair_loss(critic, a: torch.Tensor, b: torch.Tensor, ids: torch.Tensor):
+    """The PairCritic's loss on the pairs model.code_pairs makes of codes a, b (of identities ids), and
+    whether it judged each pair right."""
+    left, right, same = code_pairs(a, b, ids)
+    logits = critic(left, right)
+    return F.binary_cross_entropy_with_logits(logits, same), (logits > 0).float() == same
