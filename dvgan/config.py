@@ -78,9 +78,6 @@ class TrainConfig:
     zadv_trunk_grad: float = 1.0  # share of the latent critic's gradient that reaches the encoder's conv trunk
                                   # (0 = only the z head learns to hide the identity; the trunk, shared
                                   # with s, is left to the other terms)
-    w_sadv: float = 0.0           # critic on s (model.PoseCritic): what s's differences between two images of
-                                  # one identity tell of their z's; the encoder is trained to leave it nothing
-                                  # (not in the paper; 0 = off)
     w_zbetween: float = 0.0       # between-identity share of mu's variance in the batch (not in the paper;
                                   # 0 = off): moves each identity's mean code to the others'; it needs several
                                   # images of an identity per batch, so it suits few identities (MNIST's 10)
@@ -130,7 +127,7 @@ class TrainConfig:
             raise UsageError(f"adv_every and zadv_steps must be >= 1, got {self.adv_every}, {self.zadv_steps}")
         if self.epochs < 0:
             raise UsageError(f"epochs must be >= 0, got {self.epochs}")
-        for name in ("w_recon", "w_swap_recon", "w_kl", "w_gan", "w_sinv", "w_sid", "w_zadv", "w_sadv", "w_zbetween", "lr", "adv_lr",
+        for name in ("w_recon", "w_swap_recon", "w_kl", "w_gan", "w_sinv", "w_sid", "w_zadv", "w_zbetween", "lr", "adv_lr",
                      "shift", "light"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")

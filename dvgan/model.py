@@ -199,24 +199,6 @@ class PairCritic(nn.Module):
         return self.net(torch.cat([(a - b).abs(), a * b], dim=1)).squeeze(1)
 
 
-class PoseCritic(nn.Module):
-    """Reads, from how s differs between two images of one identity, how their z differ:
-    s_a - s_b (B, s_dim) -> a prediction of (mu_a - mu_b) (B, z_dim), in units of the batch's spread.
-
-    Not in the paper (train.w_sadv): in a split code s is one point per identity, so its differences
-    within an identity say nothing; what they predict of z's (pose, light) is what s still holds of the
-    unspecified factors. Standardised first, so shrinking s's differences does not fool it.
-    """
-
-    def __init__(self, cfg, hidden: int = 256):
-        super().__init__()
-        self.net = nn.Sequential(nn.BatchNorm1d(cfg.s_dim, affine=False), nn.Linear(cfg.s_dim, hidden), nn.LeakyReLU(0.2),
-                                 nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, cfg.z_dim))
-
-    def forward(self, ds: torch.Tensor) -> torch.Tensor:
-        return self.net(ds)
-
-
 def code_pairs(a: torch.Tensor, b: torch.Tensor, ids: torch.Tensor):
     """Pairs for the PairCritic from codes a[i], b[i] (B, d) of one identity ids[i]: (left, right,
     same), with (a[i], b[i]) as same-identity pairs and (a[i], b[i - 1]) as pairs whose label says

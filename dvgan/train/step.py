@@ -27,24 +27,24 @@ def _requires_grad(modules, flag: bool) -> None:
 
 
 def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, latent=None, autocast=None,
-                   id_head=None, pose=None):
+                   id_head=None):
     """Update encoder and decoder on a batch of triplets; the critics' weights stay frozen.
 
     autoencoder: the AutoEncoder (possibly DDP-wrapped); adversary, latent: the plain critic modules
-    (latent only when cfg.w_zadv > 0), pose: the PoseCritic on s (only when cfg.w_sadv > 0); id_head: the
-    IdentityHead on s (only when cfg.w_sid > 0), whose weights opt updates with the autoencoder's.
+    (latent only when cfg.w_zadv > 0); id_head: the IdentityHead on s (only when cfg.w_sid > 0), whose
+    weights opt updates with the autoencoder's.
     Returns (loss terms as 0-dim tensors, the adversary's fakes for id2 (detached Dec(z1, s2), then
-    Dec(z_prior, s2) when cfg.adv_prior_fake; None when lambda = 0), detached codes {mu1, mu1p, mu2, s1, s1p}).
+    Dec(z_prior, s2) when cfg.adv_prior_fake; None when lambda = 0), detached codes {mu1, mu1p, mu2}).
     """
     autocast = autocast or contextlib.nullcontext
-    critics = [m for m in (adversary, latent, pose) if m is not None]
+    critics = [m for m in (adversary, latent) if m is not None]
     _requires_grad(critics, False)
     x1 = batch.x1
     z_prior = torch.randn(x1.shape[0], z_dim, device=x1.device)  # X.2 = Dec(z ~ N(0, I), s2)
     with autocast():
         out = autoencoder(x1, batch.x1p, batch.x2, z_prior, cfg.zadv_trunk_grad, cfg.image_adversary)
     x11, x11p = out["x11"].float(), out["x11p"].float()
-    codes = {k: out[k].float() for k in ("mu1", "mu1p", "mu2", "s1", "s1p")}
+    codes = {k: out[k].float() for k in ("mu1", "mu1p", "mu2")}
     mu1 = codes["mu1"]
     terms = {
         "recon": F.mse_loss(x11, x1),
@@ -73,11 +73,6 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
         else:
             terms["zadv_gen"] = -F.log_softmax(latent(out["mu1_critic"].float()), dim=1).mean()
         loss = loss + cfg.w_zadv * terms["zadv_gen"]
-    if pose is not None and cfg.w_sadv > 0:
-        # Push the pose critic's prediction towards 0, the best guess of a standardised difference of z
-        # when s's differences tell nothing.
-        terms["sadv_gen"] = pose(codes["s1"] - codes["s1p"]).pow(2).mean()
-        loss = loss + cfg.w_sadv * terms["sadv_gen"]
     if cfg.w_sinv > 0:
         terms["sinv"] = within_identity_spread(out["s1"].float(), out["s1p"].float(), out["s2"].float())
         loss = loss + cfg.w_sinv * terms["sinv"]
@@ -99,7 +94,7 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
 
 
 def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=None, autocast=None,
-                   memory=None, pose=None) -> dict:
+                   memory=None) -> dict:
     """Update the critics. Image adversary (lambda > 0): fake = Dec(z1, s2) (and Dec(z_prior, s2) after it
     with cfg.adv_prior_fake) judged as not id2, real = x2 as id2.
 
@@ -107,8 +102,7 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
     so a DDP-wrapped adversary sees a single call per step. The latent critic, when given, learns
     to read id1 from mu1 (cfg.zadv_kind "ids") or which pairs of mu1 and mu1' share an identity
     ("pairs", model.code_pairs), then takes cfg.zadv_steps - 1 more updates on codes recalled from
-    memory (a CodeMemory; of [mu1, mu1'] side by side for "pairs") when given. The pose critic, when
-    given, learns to predict mu1 - mu1' (standardised over the batch) from s1 - s1'.
+    memory (a CodeMemory; of [mu1, mu1'] side by side for "pairs") when given.
     """
     mu1 = None if codes is None else codes["mu1"]
     pairs = cfg.zadv_kind == "pairs"
@@ -136,10 +130,6 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
         loss = loss + zloss
         result["zadv"] = zloss.detach()
         result["zadv_acc"] = correct.float().mean()
-    if pose is not None and codes is not None:
-        sloss, result["sadv_r2"] = _pose_loss(pose, codes["s1"] - codes["s1p"], codes["mu1"] - codes["mu1p"])
-        loss = loss + sloss
-        result["sadv"] = sloss.detach()
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -168,11 +158,3 @@ def _pair_loss(critic, a: torch.Tensor, b: torch.Tensor, ids: torch.Tensor):
     left, right, same = code_pairs(a, b, ids)
     logits = critic(left, right)
     return F.binary_cross_entropy_with_logits(logits, same), (logits > 0).float() == same
-
-
-def _pose_loss(critic, ds: torch.Tensor, dz: torch.Tensor):
-    """The PoseCritic's loss: squared error of its prediction from ds of dz standardised over the batch;
-    and the share of dz's variance it reads (R^2, detached)."""
-    target = dz / (dz.std(0, keepdim=True) + 1e-6)
-    loss = F.mse_loss(critic(ds), target)
-    return loss, 1.0 - loss.detach() / target.var(0).mean()
