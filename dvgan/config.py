@@ -72,8 +72,8 @@ class TrainConfig:
                                   # training identities, trained with the encoder (not in the paper; 0 = off)
     w_zadv: float = 0.05          # latent identity critic on mu (not in the paper; 0 = off)
     zadv_kind: str = "ids"        # the latent critic: "ids" names the training identity from mu; "pairs" tells
-                                  # whether two codes share an identity, for data with many identities (not
-                                  # in the paper)
+                                  # whether two codes share an identity (not in the paper). On LPC sheets
+                                  # "pairs" moved the pose into z but let the identity in (RESULTS.md)
     zadv_steps: int = 5           # latent critic updates per adversary step (extra ones on remembered codes)
     zadv_trunk_grad: float = 1.0  # share of the latent critic's gradient that reaches the encoder's conv trunk
                                   # (0 = only the z head learns to hide the identity; the trunk, shared

@@ -181,11 +181,12 @@ class PairCritic(nn.Module):
     """Same-identity critic on two unspecified codes: a, b (B, z_dim) each -> logits (B,) that the two
     images share an identity.
 
-    Not in the paper: the latent critic for data with many identities (train.zadv_kind = "pairs"). A
-    classifier over the training identities (LatentAdversary) has one output per identity and few codes
-    of each; this one answers one question for any two codes, so it learns from every batch and asks z
-    the thing a probe on new identities tests: whether two codes of one identity look alike. Symmetric
-    in a and b.
+    Not in the paper (train.zadv_kind = "pairs"): a classifier over the training identities
+    (LatentAdversary) has one output per identity and few codes of each; this one answers one question
+    for any two codes, so it learns from every batch. Symmetric in a and b. What it does to a model
+    (benchmarks/RESULTS.md, "LPC sprites: a latent critic on pairs of codes"): to fool it the encoder
+    spreads each identity's codes by the pose, which moves the pose into z, while a probe that sees
+    several codes of each identity still names them.
     """
 
     def __init__(self, cfg, hidden: int = 256):
