@@ -1,10 +1,12 @@
+import math
+
 import torch
 
 from conftest import tiny_model_config, tiny_train_config
-from dvgan.model import CodeMemory, PairCritic, code_pairs
+from dvgan.model import CodeMemory, LatentAdversary, PairCritic, code_pairs
 from dvgan.train.loop import lr_factor
 from dvgan.train.losses import between_identity_share, within_identity_spread
-from dvgan.train.step import _pair_loss
+from dvgan.train.step import latent_loss
 
 
 def test_within_identity_spread_reads_zero_for_identity_codes_and_one_for_unrelated_ones():
@@ -79,14 +81,15 @@ def _pair_accuracy_after_training(codes_of, steps=300):
     torch.manual_seed(0)
     critic = PairCritic(tiny_model_config(z_dim=8))
     opt = torch.optim.Adam(critic.parameters(), lr=2e-3)
+    pairs = tiny_train_config(zadv_kind="pairs")
     for _ in range(steps):
         ids = torch.randint(200, (64,))
-        loss, _ = _pair_loss(critic, codes_of(ids), codes_of(ids), ids)
+        loss, _ = latent_loss(critic, pairs, torch.cat([codes_of(ids), codes_of(ids)], 1), ids)
         opt.zero_grad()
         loss.backward()
         opt.step()
     ids = torch.randint(200, 400, (512,))  # identities it never saw
-    return float(_pair_loss(critic, codes_of(ids), codes_of(ids), ids)[1].float().mean())
+    return float(latent_loss(critic, pairs, torch.cat([codes_of(ids), codes_of(ids)], 1), ids)[1].float().mean())
 
 
 def test_pair_critic_tells_identities_apart_only_when_the_codes_hold_them():
@@ -99,3 +102,18 @@ def test_pair_critic_is_symmetric():
     critic = PairCritic(tiny_model_config(z_dim=8))
     a, b = torch.randn(16, 8), torch.randn(16, 8)
     assert torch.allclose(critic(a, b), critic(b, a), atol=1e-6)
+
+
+def test_the_encoders_latent_loss_is_the_cross_entropy_against_uniform():
+    """fooled=True: for "ids", the mean of -log p over every identity (the critic's answer pushed to
+    uniform); for "pairs", the cross-entropy against 0.5, least where the critic answers 0.5."""
+    torch.manual_seed(0)
+    model = tiny_model_config(z_dim=8, num_ids=5)
+    critic, rows, ids = LatentAdversary(model), torch.randn(16, 8), torch.randint(5, (16,))
+    fooled, _ = latent_loss(critic, tiny_train_config(), rows, ids, fooled=True)
+    assert torch.allclose(fooled, -torch.log_softmax(critic(rows), dim=1).mean())
+    pair_critic, pairs = PairCritic(model), tiny_train_config(zadv_kind="pairs")
+    for p in pair_critic.net[-1].parameters():
+        torch.nn.init.zeros_(p)  # answers 0.5 to every pair
+    fooled, _ = latent_loss(pair_critic, pairs, torch.randn(16, 16), ids, fooled=True)
+    assert abs(float(fooled.detach()) - math.log(2)) < 1e-6

@@ -66,12 +66,8 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
             loss = loss + cfg.w_gan * terms[name]
     if latent is not None and cfg.w_zadv > 0:
         # Push the latent critic's prediction towards uniform: bounded, unlike maximising its loss.
-        if cfg.zadv_kind == "pairs":
-            left, right, _ = code_pairs(out["mu1_critic"].float(), codes["mu1p"], batch.id1)
-            logits = latent(left, right)
-            terms["zadv_gen"] = F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, 0.5))
-        else:
-            terms["zadv_gen"] = -F.log_softmax(latent(out["mu1_critic"].float()), dim=1).mean()
+        rows = latent_rows(cfg, out["mu1_critic"].float(), codes["mu1p"])
+        terms["zadv_gen"] = latent_loss(latent, cfg, rows, batch.id1, fooled=True)[0]
         loss = loss + cfg.w_zadv * terms["zadv_gen"]
     if cfg.w_sinv > 0:
         terms["sinv"] = within_identity_spread(out["s1"].float(), out["s1p"].float(), out["s2"].float())
@@ -105,7 +101,6 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
     memory (a CodeMemory; of [mu1, mu1'] side by side for "pairs") when given.
     """
     mu1 = None if codes is None else codes["mu1"]
-    pairs = cfg.zadv_kind == "pairs"
     autocast = autocast or contextlib.nullcontext
     b, ids = batch.x1.shape[0], batch.id2
     result, loss, logits = {}, 0.0, None
@@ -122,11 +117,8 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
         loss = F.binary_cross_entropy_with_logits(logits, target)
         result["adv"] = loss.detach()
     if latent is not None and mu1 is not None:
-        if pairs:
-            zloss, correct = _pair_loss(latent, mu1, codes["mu1p"], batch.id1)
-        else:
-            zlogits = latent(mu1)
-            zloss, correct = F.cross_entropy(zlogits, batch.id1), zlogits.argmax(1) == batch.id1
+        rows = latent_rows(cfg, mu1, codes["mu1p"])
+        zloss, correct = latent_loss(latent, cfg, rows, batch.id1)
         loss = loss + zloss
         result["zadv"] = zloss.detach()
         result["zadv_acc"] = correct.float().mean()
@@ -134,14 +126,11 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
     loss.backward()
     opt.step()
     if latent is not None and mu1 is not None and memory is not None:
-        memory.remember(torch.cat([mu1, codes["mu1p"]], dim=1) if pairs else mu1, batch.id1)
+        memory.remember(rows, batch.id1)
         for _ in range(cfg.zadv_steps - 1):  # the latent critic is cheap: let it keep up with the encoder
-            old_mu, old_ids = memory.recall(4 * b)
+            old_rows, old_ids = memory.recall(4 * b)
             opt.zero_grad(set_to_none=True)
-            if pairs:
-                _pair_loss(latent, *old_mu.chunk(2, dim=1), old_ids)[0].backward()
-            else:
-                F.cross_entropy(latent(old_mu), old_ids).backward()
+            latent_loss(latent, cfg, old_rows, old_ids)[0].backward()
             opt.step()
     if logits is None:
         return result
@@ -152,9 +141,22 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
     return result
 
 
-def _pair_loss(critic, a: torch.Tensor, b: torch.Tensor, ids: torch.Tensor):
-    """The PairCritic's loss on the pairs model.code_pairs makes of codes a, b (of identities ids), and
-    whether it judged each pair right."""
-    left, right, same = code_pairs(a, b, ids)
-    logits = critic(left, right)
-    return F.binary_cross_entropy_with_logits(logits, same), (logits > 0).float() == same
+
+def latent_rows(cfg, mu1: torch.Tensor, mu1p: torch.Tensor) -> torch.Tensor:
+    """What the latent critic reads of a batch, and what its memory keeps: mu1 (B, z_dim) for
+    cfg.zadv_kind "ids"; [mu1, mu1'] side by side (B, 2 z_dim) for "pairs"."""
+    return torch.cat([mu1, mu1p], dim=1) if cfg.zadv_kind == "pairs" else mu1
+
+
+def latent_loss(critic, cfg, rows: torch.Tensor, ids: torch.Tensor, fooled: bool = False):
+    """The latent critic's loss on rows (latent_rows) of identities ids, and whether it judged each right.
+    "ids": cross-entropy of naming ids; "pairs": of telling which pairs model.code_pairs makes share an
+    identity. fooled: the encoder's loss instead, against the uniform answer (1 / identities, or 0.5)."""
+    if cfg.zadv_kind == "pairs":
+        left, right, same = code_pairs(*rows.chunk(2, dim=1), ids)
+        logits = critic(left, right)
+        target = torch.full_like(logits, 0.5) if fooled else same
+        return F.binary_cross_entropy_with_logits(logits, target), (logits > 0).float() == same
+    logits = critic(rows)
+    target = torch.full_like(logits, 1.0 / logits.shape[1]) if fooled else ids
+    return F.cross_entropy(logits, target), logits.argmax(1) == ids
