@@ -96,6 +96,9 @@ class TrainConfig:
     light_on: str = "all"         # which images are relit: "all", or "swap": only x1', whose s redraws x1 in
                                   # ||Dec(z1, s1') - x1||^2, so s must ignore the light while z1 and the
                                   # targets keep the photos' own light
+    flip: float = 0.0             # augmentation: the share of x1' (the photo whose s redraws x1) mirrored left to
+                                  # right, so that s cannot tell an identity from its mirror image while z1 and
+                                  # the targets keep each photo's own side (not in the paper; 0 = off)
     real_label: float = 0.95      # one-sided label smoothing for the adversary's real target
     adv_every: int = 1            # generator steps per adversary step (the update ratio)
     seed: int = 0
@@ -131,6 +134,8 @@ class TrainConfig:
                      "shift", "light"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.flip <= 1.0:
+            raise UsageError(f"flip must be in [0, 1], got {self.flip}")
         if self.light_on not in LIGHT_ON:
             raise UsageError(f"light_on must be one of {', '.join(map(repr, LIGHT_ON))}, got {self.light_on!r}")
         if self.zadv_kind not in ZADV_KINDS:

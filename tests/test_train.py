@@ -530,6 +530,27 @@ def test_light_on_names_the_photos_that_are_relit(tmp_path, light_on, relit):
         assert torch.equal(x, x_stored) != lit
 
 
+def test_flip_mirrors_only_x1p_and_the_share_asked(tmp_path):
+    """flip = 0.5: about half of x1' (the photo that lends s) comes mirrored left to right, the rest as
+    stored; x1 and x2 are never mirrored. flip = 1 mirrors every x1'."""
+    for flip in (0.5, 1.0):
+        t = Trainer(tiny_model_config(), tiny_train_config(flip=flip, batch_size=64), {"spec": "sprites:3"},
+                    str(tmp_path / str(flip)), device="cpu")
+        state = t.sampler.generator.get_state()
+        x1, x1p, x2 = [t.float_images(i) for i in t.sampler.sample(t.train_cfg.batch_size)]
+        t.sampler.generator.set_state(state)
+        batch = t.batch()
+        assert torch.equal(batch.x1, x1) and torch.equal(batch.x2, x2)
+        mirrored = torch.tensor([torch.equal(a, b.flip(-1)) for a, b in zip(batch.x1p, x1p)])
+        kept = torch.tensor([torch.equal(a, b) for a, b in zip(batch.x1p, x1p)])
+        assert bool((mirrored | kept).all())
+        symmetric = torch.tensor([torch.equal(b, b.flip(-1)) for b in x1p])
+        share = float(mirrored[~symmetric].float().mean())
+        assert share == 1.0 if flip == 1.0 else 0.25 < share < 0.75
+    with pytest.raises(UsageError, match="flip must be in"):
+        tiny_train_config(flip=1.5).validate()
+
+
 def test_zadv_kind_must_be_a_known_critic():
     with pytest.raises(UsageError, match="zadv_kind must be one of 'ids', 'pairs', got 'names'"):
         tiny_train_config(zadv_kind="names").validate()

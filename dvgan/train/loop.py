@@ -118,7 +118,7 @@ class Trainer:
         images = (self.float_images(i) for i in (i1, i1p, i2))
         x1, x1p, x2 = (self.shifted(self.relit(x) if lit else x)
                        for x, lit in zip(images, LIGHT_ON[self.train_cfg.light_on]))
-        return Batch(x1, x1p, x2, self.labels[i1], self.labels[i2])
+        return Batch(x1, self.flipped(x1p), x2, self.labels[i1], self.labels[i2])
 
     def relit(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, C, H, W) in [-1, 1] under its own light: the intensity (x + 1) times a gain that changes
@@ -135,6 +135,15 @@ class Trainer:
         across, down = pixel_centres(x.shape[-1]).to(x.device)                       # (H, W) each
         gain = torch.exp(level + slope * (torch.cos(angle) * across + torch.sin(angle) * down))  # (B, H, W)
         return ((x + 1.0) * gain[:, None]).clamp(0.0, 2.0) - 1.0
+
+    def flipped(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, C, H, W) with a train_cfg.flip share of its images, drawn with the sampler's generator,
+        mirrored left to right. x itself when flip is 0."""
+        p = self.train_cfg.flip
+        if p == 0:
+            return x
+        mirror = (torch.rand(x.shape[0], generator=self.sampler.generator) < p).to(x.device)
+        return torch.where(mirror[:, None, None, None], x.flip(-1), x)
 
     def shifted(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, C, H, W) with each image moved by its own whole-pixel offset of at most train_cfg.shift in x
