@@ -1,0 +1,65 @@
+"""Two cores, two ways: one training process on two threads (batch 32) against two processes of one
+thread each under DistributedDataParallel on gloo (batch 16 each, the same 32 triplets a step).
+
+  python benchmarks/bench_ddp.py [--steps 400] [--reps 3] [--config configs/sprites-warp.toml]
+
+Each way trains the recipe for --steps steps from scratch, taking turns, --reps times; steps/s comes from
+metrics.jsonl (first logged step to last, so start-up and data generation are left out). Prints each
+rep, the medians, their ratio and the CPU model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+from bench_train import cpu_model  # benchmarks/ is on the path when this runs as a script
+
+
+def steps_per_s(run_dir: str) -> float:
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    first, last = rows[0], rows[-1]
+    return (last["step"] - first["step"]) / (last["time"] - first["time"])
+
+
+def train(way: str, config: str, steps: int, out: str) -> float:
+    args = ["--config", config, "--steps", str(steps), "--out", out, "--no-progress"]
+    if way == "one process, 2 threads":
+        env = {**os.environ, "OMP_NUM_THREADS": "2"}
+        cmd = [sys.executable, "-m", "dvgan.cli.train", *args]
+    else:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "dvgan.cli.train", *args, "--set", "train.batch_size=16"]
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return steps_per_s(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--config", default="configs/sprites-warp.toml")
+    args = ap.parse_args()
+    ways = ("one process, 2 threads", "two processes (DDP, gloo), 1 thread each")
+    rates = {w: [] for w in ways}
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(args.reps):
+            for i, way in enumerate(ways):
+                rates[way].append(train(way, args.config, args.steps, os.path.join(tmp, f"r{rep}-{i}")))
+                print(f"rep {rep}: {way}: {rates[way][-1]:.2f} steps/s", flush=True)
+    print(f"\n{cpu_model()}; {args.config}, {args.steps} steps, {args.reps} reps\n")
+    print("| way | steps/s, each rep | median |\n|---|---|---|")
+    for way in ways:
+        print(f"| {way} | {', '.join(f'{r:.2f}' for r in rates[way])} | {statistics.median(rates[way]):.2f} |")
+    one, two = (statistics.median(rates[w]) for w in ways)
+    print(f"\nDDP against one process: {two / one:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
