@@ -98,7 +98,9 @@ class TrainConfig:
                                   # targets keep the photos' own light
     flip: float = 0.0             # augmentation: the share of x1' (the photo whose s redraws x1) mirrored left to
                                   # right, so that s cannot tell an identity from its mirror image while z1 and
-                                  # the targets keep each photo's own side (not in the paper; 0 = off)
+                                  # the targets keep each photo's own side (not in the paper; 0 = off; in no
+                                  # recipe: on Yale, ORL and LPC it changed s by seed, not one way, and let
+                                  # the identity into LPC's z: benchmarks/RESULTS.md, "mirroring only")
     real_label: float = 0.95      # one-sided label smoothing for the adversary's real target
     adv_every: int = 1            # generator steps per adversary step (the update ratio)
     seed: int = 0
