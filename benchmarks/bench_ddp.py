@@ -27,16 +27,20 @@ def steps_per_s(run_dir: str) -> float:
     return (last["step"] - first["step"]) / (last["time"] - first["time"])
 
 
+# way: (OMP threads per process, the command before dvgan.cli.train's own arguments, extra arguments)
+WAYS = {
+    "one process, 2 threads": ("2", [sys.executable, "-m", "dvgan.cli.train"], []),
+    "two processes (DDP, gloo), 1 thread each": (
+        "1", [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+              "-m", "dvgan.cli.train"], ["--set", "train.batch_size=16"]),
+}
+
+
 def train(way: str, config: str, steps: int, out: str) -> float:
-    args = ["--config", config, "--steps", str(steps), "--out", out, "--no-progress"]
-    if way == "one process, 2 threads":
-        env = {**os.environ, "OMP_NUM_THREADS": "2"}
-        cmd = [sys.executable, "-m", "dvgan.cli.train", *args]
-    else:
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "dvgan.cli.train", *args, "--set", "train.batch_size=16"]
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    threads, command, extra = WAYS[way]
+    args = ["--config", config, "--steps", str(steps), "--out", out, "--no-progress", *extra]
+    subprocess.run([*command, *args], env={**os.environ, "OMP_NUM_THREADS": threads}, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return steps_per_s(out)
 
 
@@ -46,7 +50,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--config", default="configs/sprites-warp.toml")
     args = ap.parse_args()
-    ways = ("one process, 2 threads", "two processes (DDP, gloo), 1 thread each")
+    ways = tuple(WAYS)
     rates = {w: [] for w in ways}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):
