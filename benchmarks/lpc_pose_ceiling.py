@@ -17,7 +17,7 @@ import numpy as np
 
 from dvgan import data as data_mod
 from dvgan.eval import probes
-from dvgan.eval.suite import FULL, _probe_sets
+from dvgan.eval.suite import FULL, probe_sets
 
 
 def main(run_dir: str) -> None:
@@ -26,7 +26,7 @@ def main(run_dir: str) -> None:
     with open(os.path.join(run_dir, "config.json")) as f:
         spec = json.load(f)["data"]["spec"]
     data = data_mod.load(spec, image_size=32)
-    sets = _probe_sets(split, data.labels, FULL, seed=0)
+    sets = probe_sets(split, data.labels, FULL, seed=0)
     protocol = next(iter(sets))
     fit, held, _ = sets[protocol]
     images_fit, images_held = data.float_images(fit), data.float_images(held)

@@ -160,8 +160,9 @@ class _Features:
         return self.codes[name][np.searchsorted(self.items, items)]
 
 
-def _probe_sets(split: dict, labels: np.ndarray, sizes: dict, seed: int) -> dict:
-    """Per protocol: (fit items, eval items, pixel-probe fit items) as dataset indices."""
+def probe_sets(split: dict, labels: np.ndarray, sizes: dict, seed: int) -> dict:
+    """Per protocol: (fit items, eval items, pixel-probe fit items) as dataset indices; the probes of
+    `evaluate` and benchmarks that must read the same items (lpc_pose_ceiling.py) draw them here."""
     train, test = np.asarray(split["train"], np.int64), np.asarray(split["test"], np.int64)
     pool = np.concatenate([train, test])
     sets = {}
@@ -365,7 +366,7 @@ def evaluate(run_dir: str, out_dir: str | None = None, *, seed: int = 0, quick: 
     test = np.asarray(split["test"], np.int64)
     labels = data.labels
 
-    sets = _probe_sets(split, labels, sizes, seed)
+    sets = probe_sets(split, labels, sizes, seed)
     if not sets:
         raise InputError(f"{run_dir}: too few test images per identity for any probe protocol")
     ret_items = probes.subsample(test, labels, sizes["retrieval"], seed)
