@@ -10,21 +10,13 @@ rep, the medians, their ratio and the CPU model.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 
-from bench_train import cpu_model  # benchmarks/ is on the path when this runs as a script
-
-
-def steps_per_s(run_dir: str) -> float:
-    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    first, last = rows[0], rows[-1]
-    return (last["step"] - first["step"]) / (last["time"] - first["time"])
+from bench_train import cpu_model, logged_pace  # benchmarks/ is on the path when this runs as a script
 
 
 # way: (OMP threads per process, the command before dvgan.cli.train's own arguments, extra arguments)
@@ -41,7 +33,7 @@ def train(way: str, config: str, steps: int, out: str) -> float:
     args = ["--config", config, "--steps", str(steps), "--out", out, "--no-progress", *extra]
     subprocess.run([*command, *args], env={**os.environ, "OMP_NUM_THREADS": threads}, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return steps_per_s(out)
+    return logged_pace(out)
 
 
 def main() -> None:

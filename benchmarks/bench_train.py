@@ -53,15 +53,21 @@ def cpu_model() -> str:
     return f"{fields['model name']} (cpu family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"
 
 
-def steps_per_s(tree: str, config: str, steps: int, out: str) -> float:
-    """Train the recipe with the dvgan found in tree; the pace between the first and last logged step."""
-    env = {**os.environ, "PYTHONPATH": tree}
-    subprocess.run([sys.executable, "-m", "dvgan.cli.train", "--config", config, "--steps", str(steps),
-                    "--seed", "0", "--out", out, "--no-progress", "-q"], env=env, check=True, cwd=tree)
-    with open(os.path.join(out, "metrics.jsonl")) as f:
+def logged_pace(run_dir: str) -> float:
+    """Steps/s of a finished run between its first and last logged step (metrics.jsonl), so start-up and
+    data generation are left out."""
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         rows = [json.loads(line) for line in f if line.strip()]
     first, last = rows[0], rows[-1]
     return (last["step"] - first["step"]) / (last["time"] - first["time"])
+
+
+def steps_per_s(tree: str, config: str, steps: int, out: str) -> float:
+    """Train the recipe with the dvgan found in tree; its logged_pace."""
+    env = {**os.environ, "PYTHONPATH": tree}
+    subprocess.run([sys.executable, "-m", "dvgan.cli.train", "--config", config, "--steps", str(steps),
+                    "--seed", "0", "--out", out, "--no-progress", "-q"], env=env, check=True, cwd=tree)
+    return logged_pace(out)
 
 
 def compare(ref: str, config: str, steps: int, reps: int, own_config: bool = False) -> None:

@@ -232,14 +232,15 @@ class IdentityHead(nn.Module):
 
 
 class CodeMemory(nn.Module):
-    """A ring buffer of recent (mu, identity) pairs, so the latent critic trains on far more codes than
-    one batch holds, as the probe that scores the model will. Buffers, so checkpoints carry it; each
+    """A ring buffer of recent (code row, identity) pairs, so the latent critic trains on far more codes
+    than one batch holds, as the probe that scores the model will. A row is what the critic reads
+    (train.step.latent_rows: mu, or two codes side by side). Buffers, so checkpoints carry it; each
     process keeps its own (it is training state, not a replicated model).
     """
 
-    def __init__(self, z_dim: int, size: int = 4096):
+    def __init__(self, width: int, size: int = 4096):
         super().__init__()
-        self.register_buffer("codes", torch.zeros(size, z_dim))
+        self.register_buffer("codes", torch.zeros(size, width))
         self.register_buffer("ids", torch.zeros(size, dtype=torch.long))
         self.register_buffer("seen", torch.zeros((), dtype=torch.long))
 

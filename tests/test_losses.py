@@ -27,7 +27,7 @@ def test_within_identity_spread_ignores_scale():
 
 
 def test_latent_critic_memory_keeps_the_newest_codes():
-    memory = CodeMemory(z_dim=2, size=4)
+    memory = CodeMemory(width=2, size=4)
     memory.remember(torch.arange(6, dtype=torch.float32).repeat(2, 1).T, torch.arange(6) % 5)
     assert int(memory.seen) == 6
     assert sorted(memory.codes[:, 0].tolist()) == [2.0, 3.0, 4.0, 5.0]  # 0 and 1 were overwritten

@@ -516,16 +516,21 @@ def test_light_scales_each_image_by_its_own_smooth_gain(tmp_path):
     assert torch.equal(t0.relit(x), x)                    # light 0 leaves the images alone
 
 
+def _batch_and_stored(t: Trainer):
+    """t.batch(), and the stored images (x1, x1', x2) the sampler drew for it, before any augmentation."""
+    state = t.sampler.generator.get_state()
+    stored = [t.float_images(i) for i in t.sampler.sample(t.train_cfg.batch_size)]
+    t.sampler.generator.set_state(state)
+    return t.batch(), stored
+
+
 @pytest.mark.parametrize("light_on, relit", [("swap", (False, True, False)), ("all", (True, True, True))])
 def test_light_on_names_the_photos_that_are_relit(tmp_path, light_on, relit):
     """light_on = "swap": only x1' (another photo of x1's identity, whose s is swapped in) is relit, x1
     and x2 are the stored photos; "all": each of the three is relit."""
     t = Trainer(tiny_model_config(), tiny_train_config(light=1.0, light_on=light_on), {"spec": "sprites:3"},
                 str(tmp_path), device="cpu")
-    state = t.sampler.generator.get_state()
-    stored = [t.float_images(i) for i in t.sampler.sample(t.train_cfg.batch_size)]
-    t.sampler.generator.set_state(state)
-    batch = t.batch()
+    batch, stored = _batch_and_stored(t)
     for x, x_stored, lit in zip((batch.x1, batch.x1p, batch.x2), stored, relit):
         assert torch.equal(x, x_stored) != lit
 
@@ -536,10 +541,7 @@ def test_flip_mirrors_only_x1p_and_the_share_asked(tmp_path):
     for flip in (0.5, 1.0):
         t = Trainer(tiny_model_config(), tiny_train_config(flip=flip, batch_size=64), {"spec": "sprites:3"},
                     str(tmp_path / str(flip)), device="cpu")
-        state = t.sampler.generator.get_state()
-        x1, x1p, x2 = [t.float_images(i) for i in t.sampler.sample(t.train_cfg.batch_size)]
-        t.sampler.generator.set_state(state)
-        batch = t.batch()
+        batch, (x1, x1p, x2) = _batch_and_stored(t)
         assert torch.equal(batch.x1, x1) and torch.equal(batch.x2, x2)
         mirrored = torch.tensor([torch.equal(a, b.flip(-1)) for a, b in zip(batch.x1p, x1p)])
         kept = torch.tensor([torch.equal(a, b) for a, b in zip(batch.x1p, x1p)])

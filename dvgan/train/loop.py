@@ -22,7 +22,7 @@ from ..figures import save_png, swap_grid, training_curves
 from ..files import atomic_write
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .sampler import TripletSampler
-from .step import Batch, adversary_step, generator_step
+from .step import Batch, adversary_step, generator_step, latent_row_width
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +92,10 @@ class Trainer:
         self.id_head = IdentityHead(self.model_cfg).to(self.device) if train_cfg.w_sid > 0 else None
         gen_params = list(self.autoencoder.parameters()) + (list(self.id_head.parameters()) if self.id_head else [])
         self.opt_gen = _optimizer(gen_params, train_cfg.lr, train_cfg)
-        pairs = train_cfg.zadv_kind == "pairs"
-        critic = PairCritic if pairs else LatentAdversary
+        critic = PairCritic if train_cfg.zadv_kind == "pairs" else LatentAdversary
         self.latent = critic(self.model_cfg).to(self.device) if train_cfg.w_zadv > 0 else None
-        memory_width = self.model_cfg.z_dim * (2 if pairs else 1)  # "pairs" remembers [mu1, mu1'] side by side
-        self.memory = CodeMemory(memory_width).to(self.device) if self.latent else None  # never DDP-wrapped
+        width = latent_row_width(train_cfg, self.model_cfg.z_dim)
+        self.memory = CodeMemory(width).to(self.device) if self.latent else None  # never DDP-wrapped
         critic_params = [p for m in (self.adversary, self.latent) if m is not None for p in m.parameters()]
         self.opt_adv = _optimizer(critic_params, train_cfg.adv_lr, train_cfg)
         self.ae_run, self.adv_run, self.latent_run = self.autoencoder, self.adversary, self.latent

@@ -144,8 +144,13 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
 
 def latent_rows(cfg, mu1: torch.Tensor, mu1p: torch.Tensor) -> torch.Tensor:
     """What the latent critic reads of a batch, and what its memory keeps: mu1 (B, z_dim) for
-    cfg.zadv_kind "ids"; [mu1, mu1'] side by side (B, 2 z_dim) for "pairs"."""
+    cfg.zadv_kind "ids"; [mu1, mu1'] side by side (B, 2 z_dim) for "pairs" (latent_row_width)."""
     return torch.cat([mu1, mu1p], dim=1) if cfg.zadv_kind == "pairs" else mu1
+
+
+def latent_row_width(cfg, z_dim: int) -> int:
+    """The width of latent_rows' rows, for the memory that keeps them."""
+    return z_dim * (2 if cfg.zadv_kind == "pairs" else 1)
 
 
 def latent_loss(critic, cfg, rows: torch.Tensor, ids: torch.Tensor, fooled: bool = False):
