@@ -15,8 +15,6 @@ TRUNKS = ("conv5", "conv3")  # paper: conv5 for MNIST/Sprites, conv3 for NORB/Ya
 
 # train.light_on: which of (x1, x1', x2) are relit
 LIGHT_ON = {"all": (True, True, True), "swap": (False, True, False)}
-# train.zadv_kind: what the latent critic reads from mu (model.LatentAdversary, model.PairCritic)
-ZADV_KINDS = ("ids", "pairs")
 
 
 @dataclass
@@ -71,9 +69,6 @@ class TrainConfig:
     w_sid: float = 0.0            # identity read-out of s: cross-entropy of a cosine classifier over the
                                   # training identities, trained with the encoder (not in the paper; 0 = off)
     w_zadv: float = 0.05          # latent identity critic on mu (not in the paper; 0 = off)
-    zadv_kind: str = "ids"        # the latent critic: "ids" names the training identity from mu; "pairs" tells
-                                  # whether two codes share an identity (not in the paper). On LPC sheets
-                                  # "pairs" moved the pose into z but let the identity in (RESULTS.md)
     zadv_steps: int = 5           # latent critic updates per adversary step (extra ones on remembered codes)
     zadv_trunk_grad: float = 1.0  # share of the latent critic's gradient that reaches the encoder's conv trunk
                                   # (0 = only the z head learns to hide the identity; the trunk, shared
@@ -140,8 +135,6 @@ class TrainConfig:
             raise UsageError(f"flip must be in [0, 1], got {self.flip}")
         if self.light_on not in LIGHT_ON:
             raise UsageError(f"light_on must be one of {', '.join(map(repr, LIGHT_ON))}, got {self.light_on!r}")
-        if self.zadv_kind not in ZADV_KINDS:
-            raise UsageError(f"zadv_kind must be one of {', '.join(map(repr, ZADV_KINDS))}, got {self.zadv_kind!r}")
         if not 0.0 <= self.zadv_trunk_grad <= 1.0:
             raise UsageError(f"zadv_trunk_grad must be in [0, 1], got {self.zadv_trunk_grad}")
         if not 0.0 < self.real_label <= 1.0:

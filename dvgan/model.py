@@ -177,41 +177,6 @@ class LatentAdversary(nn.Module):
         return self.net(mu)
 
 
-class PairCritic(nn.Module):
-    """Same-identity critic on two unspecified codes: a, b (B, z_dim) each -> logits (B,) that the two
-    images share an identity.
-
-    Not in the paper (train.zadv_kind = "pairs"): a classifier over the training identities
-    (LatentAdversary) has one output per identity and few codes of each; this one answers one question
-    for any two codes, so it learns from every batch. Symmetric in a and b. What it does to a model
-    (benchmarks/RESULTS.md, "LPC sprites: a latent critic on pairs of codes"): to fool it the encoder
-    spreads each identity's codes by the pose, which moves the pose into z, while a probe that sees
-    several codes of each identity still names them.
-    """
-
-    def __init__(self, cfg, hidden: int = 256):
-        super().__init__()
-        self.norm = nn.BatchNorm1d(cfg.z_dim, affine=False)  # as LatentAdversary: scale says nothing
-        self.net = nn.Sequential(nn.Linear(2 * cfg.z_dim, hidden), nn.LeakyReLU(0.2),
-                                 nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        a, b = self.norm(torch.cat([a, b])).split(a.shape[0])
-        return self.net(torch.cat([(a - b).abs(), a * b], dim=1)).squeeze(1)
-
-
-def code_pairs(a: torch.Tensor, b: torch.Tensor, ids: torch.Tensor):
-    """Pairs for the PairCritic from codes a[i], b[i] (B, d) of one identity ids[i]: (left, right,
-    same), with (a[i], b[i]) as same-identity pairs and (a[i], b[i - 1]) as pairs whose label says
-    whether ids[i] and ids[i - 1] agree. Every pair holds one code of each side, so what tells a from b
-    apart (x1' alone is relit under light_on = "swap") cannot tell the labels apart.
-    """
-    left = torch.cat([a, a])
-    right = torch.cat([b, b.roll(1, dims=0)])
-    same = torch.cat([torch.ones_like(ids), (ids == ids.roll(1)).long()]).float()
-    return left, right, same
-
-
 class IdentityHead(nn.Module):
     """Cosine-softmax read-out of the training identities from the specified code: s (B, s_dim) ->
     logits (B, num_ids), scale * cos(s, w_k).
@@ -232,15 +197,14 @@ class IdentityHead(nn.Module):
 
 
 class CodeMemory(nn.Module):
-    """A ring buffer of recent (code row, identity) pairs, so the latent critic trains on far more codes
-    than one batch holds, as the probe that scores the model will. A row is what the critic reads
-    (train.step.latent_rows: mu, or two codes side by side). Buffers, so checkpoints carry it; each
+    """A ring buffer of recent (mu, identity) pairs, so the latent critic trains on far more codes than
+    one batch holds, as the probe that scores the model will. Buffers, so checkpoints carry it; each
     process keeps its own (it is training state, not a replicated model).
     """
 
-    def __init__(self, width: int, size: int = 4096):
+    def __init__(self, z_dim: int, size: int = 4096):
         super().__init__()
-        self.register_buffer("codes", torch.zeros(size, width))
+        self.register_buffer("codes", torch.zeros(size, z_dim))
         self.register_buffer("ids", torch.zeros(size, dtype=torch.long))
         self.register_buffer("seen", torch.zeros((), dtype=torch.long))
 

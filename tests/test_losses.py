@@ -1,9 +1,7 @@
-import math
-
 import torch
 
 from conftest import tiny_model_config, tiny_train_config
-from dvgan.model import CodeMemory, LatentAdversary, PairCritic, code_pairs
+from dvgan.model import CodeMemory, LatentAdversary
 from dvgan.train.loop import lr_factor
 from dvgan.train.losses import between_identity_share, within_identity_spread
 from dvgan.train.step import latent_loss
@@ -27,7 +25,7 @@ def test_within_identity_spread_ignores_scale():
 
 
 def test_latent_critic_memory_keeps_the_newest_codes():
-    memory = CodeMemory(width=2, size=4)
+    memory = CodeMemory(z_dim=2, size=4)
     memory.remember(torch.arange(6, dtype=torch.float32).repeat(2, 1).T, torch.arange(6) % 5)
     assert int(memory.seen) == 6
     assert sorted(memory.codes[:, 0].tolist()) == [2.0, 3.0, 4.0, 5.0]  # 0 and 1 were overwritten
@@ -68,52 +66,10 @@ def test_between_identity_share_pulls_the_identity_means_together():
     assert float(means(moved).var(0).sum()) < float(means(codes.detach()).var(0).sum())
 
 
-def test_code_pairs_label_each_pair_by_its_identities():
-    a, b = torch.arange(4.0)[:, None], 10 + torch.arange(4.0)[:, None]
-    left, right, same = code_pairs(a, b, torch.tensor([0, 1, 1, 2]))
-    assert left[:, 0].tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
-    assert right[:, 0].tolist() == [10, 11, 12, 13, 13, 10, 11, 12]  # b[i - 1] for the second half
-    assert same.tolist() == [1, 1, 1, 1, 0, 0, 1, 0]                  # ids 1 and 1 meet at i = 2
-
-
-def _pair_accuracy_after_training(codes_of, steps=300):
-    """Train a PairCritic on codes drawn by codes_of(ids), then its accuracy on fresh codes of new ids."""
-    torch.manual_seed(0)
-    critic = PairCritic(tiny_model_config(z_dim=8))
-    opt = torch.optim.Adam(critic.parameters(), lr=2e-3)
-    pairs = tiny_train_config(zadv_kind="pairs")
-    for _ in range(steps):
-        ids = torch.randint(200, (64,))
-        loss, _ = latent_loss(critic, pairs, torch.cat([codes_of(ids), codes_of(ids)], 1), ids)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    ids = torch.randint(200, 400, (512,))  # identities it never saw
-    return float(latent_loss(critic, pairs, torch.cat([codes_of(ids), codes_of(ids)], 1), ids)[1].float().mean())
-
-
-def test_pair_critic_tells_identities_apart_only_when_the_codes_hold_them():
-    centres = torch.randn(400, 8, generator=torch.Generator().manual_seed(3))
-    assert _pair_accuracy_after_training(lambda ids: centres[ids] + 0.3 * torch.randn(len(ids), 8)) > 0.9
-    assert _pair_accuracy_after_training(lambda ids: torch.randn(len(ids), 8)) < 0.6
-
-
-def test_pair_critic_is_symmetric():
-    critic = PairCritic(tiny_model_config(z_dim=8))
-    a, b = torch.randn(16, 8), torch.randn(16, 8)
-    assert torch.allclose(critic(a, b), critic(b, a), atol=1e-6)
-
-
 def test_the_encoders_latent_loss_is_the_cross_entropy_against_uniform():
-    """fooled=True: for "ids", the mean of -log p over every identity (the critic's answer pushed to
-    uniform); for "pairs", the cross-entropy against 0.5, least where the critic answers 0.5."""
+    """fooled=True: the mean of -log p over every identity (the critic's answer pushed to uniform)."""
     torch.manual_seed(0)
-    model = tiny_model_config(z_dim=8, num_ids=5)
-    critic, rows, ids = LatentAdversary(model), torch.randn(16, 8), torch.randint(5, (16,))
-    fooled, _ = latent_loss(critic, tiny_train_config(), rows, ids, fooled=True)
-    assert torch.allclose(fooled, -torch.log_softmax(critic(rows), dim=1).mean())
-    pair_critic, pairs = PairCritic(model), tiny_train_config(zadv_kind="pairs")
-    for p in pair_critic.net[-1].parameters():
-        torch.nn.init.zeros_(p)  # answers 0.5 to every pair
-    fooled, _ = latent_loss(pair_critic, pairs, torch.randn(16, 16), ids, fooled=True)
-    assert abs(float(fooled.detach()) - math.log(2)) < 1e-6
+    critic = LatentAdversary(tiny_model_config(z_dim=8, num_ids=5))
+    mu, ids = torch.randn(16, 8), torch.randint(5, (16,))
+    fooled, _ = latent_loss(critic, mu, ids, fooled=True)
+    assert torch.allclose(fooled, -torch.log_softmax(critic(mu), dim=1).mean())

@@ -16,13 +16,13 @@ import torch.distributed as dist
 from .. import data as data_mod
 from ..errors import RuntimeFailure, UsageError
 from ..config import LIGHT_ON, ModelConfig, TrainConfig, from_dict, to_dict
-from ..model import Adversary, AutoEncoder, CodeMemory, IdentityHead, LatentAdversary, PairCritic, pixel_centres
+from ..model import Adversary, AutoEncoder, CodeMemory, IdentityHead, LatentAdversary, pixel_centres
 from .. import prior
 from ..figures import save_png, swap_grid, training_curves
 from ..files import atomic_write
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .sampler import TripletSampler
-from .step import Batch, adversary_step, generator_step, latent_row_width
+from .step import Batch, adversary_step, generator_step
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +92,8 @@ class Trainer:
         self.id_head = IdentityHead(self.model_cfg).to(self.device) if train_cfg.w_sid > 0 else None
         gen_params = list(self.autoencoder.parameters()) + (list(self.id_head.parameters()) if self.id_head else [])
         self.opt_gen = _optimizer(gen_params, train_cfg.lr, train_cfg)
-        critic = PairCritic if train_cfg.zadv_kind == "pairs" else LatentAdversary
-        self.latent = critic(self.model_cfg).to(self.device) if train_cfg.w_zadv > 0 else None
-        width = latent_row_width(train_cfg, self.model_cfg.z_dim)
-        self.memory = CodeMemory(width).to(self.device) if self.latent else None  # never DDP-wrapped
+        self.latent = LatentAdversary(self.model_cfg).to(self.device) if train_cfg.w_zadv > 0 else None
+        self.memory = CodeMemory(self.model_cfg.z_dim).to(self.device) if self.latent else None  # never DDP-wrapped
         critic_params = [p for m in (self.adversary, self.latent) if m is not None for p in m.parameters()]
         self.opt_adv = _optimizer(critic_params, train_cfg.adv_lr, train_cfg)
         self.ae_run, self.adv_run, self.latent_run = self.autoencoder, self.adversary, self.latent

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..model import code_pairs, kl_to_standard_normal
+from ..model import kl_to_standard_normal
 from .losses import between_identity_share, within_identity_spread
 
 
@@ -66,8 +66,7 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
             loss = loss + cfg.w_gan * terms[name]
     if latent is not None and cfg.w_zadv > 0:
         # Push the latent critic's prediction towards uniform: bounded, unlike maximising its loss.
-        rows = latent_rows(cfg, out["mu1_critic"].float(), codes["mu1p"])
-        terms["zadv_gen"] = latent_loss(latent, cfg, rows, batch.id1, fooled=True)[0]
+        terms["zadv_gen"] = latent_loss(latent, out["mu1_critic"].float(), batch.id1, fooled=True)[0]
         loss = loss + cfg.w_zadv * terms["zadv_gen"]
     if cfg.w_sinv > 0:
         terms["sinv"] = within_identity_spread(out["s1"].float(), out["s1p"].float(), out["s2"].float())
@@ -96,9 +95,8 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
 
     The encoder and decoder are untouched: fake and codes arrive detached. One forward over [fake; real]
     so a DDP-wrapped adversary sees a single call per step. The latent critic, when given, learns
-    to read id1 from mu1 (cfg.zadv_kind "ids") or which pairs of mu1 and mu1' share an identity
-    ("pairs", model.code_pairs), then takes cfg.zadv_steps - 1 more updates on codes recalled from
-    memory (a CodeMemory; of [mu1, mu1'] side by side for "pairs") when given.
+    to read id1 from mu1, then takes cfg.zadv_steps - 1 more updates on codes recalled from memory
+    (a CodeMemory) when given.
     """
     mu1 = None if codes is None else codes["mu1"]
     autocast = autocast or contextlib.nullcontext
@@ -117,8 +115,7 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
         loss = F.binary_cross_entropy_with_logits(logits, target)
         result["adv"] = loss.detach()
     if latent is not None and mu1 is not None:
-        rows = latent_rows(cfg, mu1, codes["mu1p"])
-        zloss, correct = latent_loss(latent, cfg, rows, batch.id1)
+        zloss, correct = latent_loss(latent, mu1, batch.id1)
         loss = loss + zloss
         result["zadv"] = zloss.detach()
         result["zadv_acc"] = correct.float().mean()
@@ -126,11 +123,11 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
     loss.backward()
     opt.step()
     if latent is not None and mu1 is not None and memory is not None:
-        memory.remember(rows, batch.id1)
+        memory.remember(mu1, batch.id1)
         for _ in range(cfg.zadv_steps - 1):  # the latent critic is cheap: let it keep up with the encoder
-            old_rows, old_ids = memory.recall(4 * b)
+            old_mu, old_ids = memory.recall(4 * b)
             opt.zero_grad(set_to_none=True)
-            latent_loss(latent, cfg, old_rows, old_ids)[0].backward()
+            latent_loss(latent, old_mu, old_ids)[0].backward()
             opt.step()
     if logits is None:
         return result
@@ -141,27 +138,9 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
     return result
 
 
-
-def latent_rows(cfg, mu1: torch.Tensor, mu1p: torch.Tensor) -> torch.Tensor:
-    """What the latent critic reads of a batch, and what its memory keeps: mu1 (B, z_dim) for
-    cfg.zadv_kind "ids"; [mu1, mu1'] side by side (B, 2 z_dim) for "pairs" (latent_row_width)."""
-    return torch.cat([mu1, mu1p], dim=1) if cfg.zadv_kind == "pairs" else mu1
-
-
-def latent_row_width(cfg, z_dim: int) -> int:
-    """The width of latent_rows' rows, for the memory that keeps them."""
-    return z_dim * (2 if cfg.zadv_kind == "pairs" else 1)
-
-
-def latent_loss(critic, cfg, rows: torch.Tensor, ids: torch.Tensor, fooled: bool = False):
-    """The latent critic's loss on rows (latent_rows) of identities ids, and whether it judged each right.
-    "ids": cross-entropy of naming ids; "pairs": of telling which pairs model.code_pairs makes share an
-    identity. fooled: the encoder's loss instead, against the uniform answer (1 / identities, or 0.5)."""
-    if cfg.zadv_kind == "pairs":
-        left, right, same = code_pairs(*rows.chunk(2, dim=1), ids)
-        logits = critic(left, right)
-        target = torch.full_like(logits, 0.5) if fooled else same
-        return F.binary_cross_entropy_with_logits(logits, target), (logits > 0).float() == same
-    logits = critic(rows)
+def latent_loss(critic, mu: torch.Tensor, ids: torch.Tensor, fooled: bool = False):
+    """The latent critic's cross-entropy of naming the identities ids from mu (B, z_dim), and whether it
+    named each right. fooled: the encoder's loss instead, against the uniform answer (1 / identities)."""
+    logits = critic(mu)
     target = torch.full_like(logits, 1.0 / logits.shape[1]) if fooled else ids
     return F.cross_entropy(logits, target), logits.argmax(1) == ids
