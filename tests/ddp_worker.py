@@ -11,10 +11,10 @@ from dvgan.train.loop import Trainer, _maybe_init_distributed  # noqa: E402
 
 out = sys.argv[1]
 device = _maybe_init_distributed("cpu")
-trainer = Trainer(tiny_model_config(), tiny_train_config(steps=3), {"spec": "sprites:3"},
+trainer = Trainer(tiny_model_config(), tiny_train_config(steps=3, w_sid=1.0), {"spec": "sprites:3"},
                   os.path.join(out, "run"), device=device)
 modules = {"encoder": trainer.autoencoder.encoder, "decoder": trainer.autoencoder.decoder,
-           "adversary": trainer.adversary, "latent": trainer.latent}
+           "adversary": trainer.adversary, "latent": trainer.latent, "id_head": trainer.id_head}
 
 
 def params(m):

@@ -340,7 +340,8 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
 
 
 def test_ddp_replicas_stay_identical(tmp_path):
-    """Two CPU processes under torchrun (gloo) train a few steps; both end with the same weights."""
+    """Two CPU processes under torchrun (gloo) train a few steps, the identity read-out of s on; both end
+    with the same weights."""
     worker = os.path.join(os.path.dirname(__file__), "ddp_worker.py")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", worker, str(tmp_path)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -352,7 +353,7 @@ def test_ddp_replicas_stay_identical(tmp_path):
     # Parameters must agree exactly. BatchNorm running statistics are broadcast from rank 0 at the
     # start of each forward, so after the last step each rank holds its own batch's update; the
     # checkpoint is written by rank 0.
-    for part in ("encoder", "decoder", "adversary", "latent"):
+    for part in ("encoder", "decoder", "adversary", "latent", "id_head"):
         assert set(r0[part]) == set(r1[part]) and r0[part]
         for k, v in r0[part].items():
             assert torch.equal(v, r1[part][k]), (part, k)
