@@ -74,16 +74,22 @@ def recipe_with(sets) -> dict:
     return {table: {**values, **changes.get(table, {})} for table, values in demo.RECIPE.items()}
 
 
+def warm_trainer(recipe: dict, out: str, model_changes=None, train_changes=None, change=None) -> Trainer:
+    """A Trainer of the recipe on the demo's data (sprites:100) writing to out, with the changes made and
+    10 steps taken, so that what is timed next is neither first-call set-up nor compilation."""
+    trainer = Trainer(ModelConfig(**{**recipe["model"], **(model_changes or {})}),
+                      TrainConfig(**{**recipe["train"], **(train_changes or {})}),
+                      {"spec": "sprites:100"}, out, device="cpu")
+    if change is not None:
+        change(trainer)
+    for _ in range(10):
+        trainer.train_step()
+    return trainer
+
+
 def seconds_per_step(recipe: dict, variant, steps: int) -> float:
-    model_changes, train_changes, change = variant
-    model = ModelConfig(**{**recipe["model"], **model_changes})
     with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(model, TrainConfig(**{**recipe["train"], **train_changes}),
-                          {"spec": "sprites:100"}, out, device="cpu")
-        if change is not None:
-            change(trainer)
-        for _ in range(10):
-            trainer.train_step()
+        trainer = warm_trainer(recipe, out, *variant)
         t = time.perf_counter()
         for _ in range(steps):
             trainer.train_step()

@@ -24,10 +24,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from dvgan.config import ModelConfig, TrainConfig
-from dvgan.train.loop import Trainer
-
-from bench_step_parts import recipe_with  # benchmarks/ is on the path when this runs as a script
+from bench_step_parts import recipe_with, warm_trainer  # benchmarks/ is on the path when this runs as a script
 from bench_train import cpu_model
 
 
@@ -57,11 +54,7 @@ def main() -> None:
     print(f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads, "
           f"load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as out:
-        recipe = recipe_with(args.set)
-        trainer = Trainer(ModelConfig(**recipe["model"]), TrainConfig(**recipe["train"]),
-                          {"spec": "sprites:100"}, out, device="cpu")
-        for _ in range(10):
-            trainer.train_step()
+        trainer = warm_trainer(recipe_with(args.set), out)
         # Unprofiled timing first: the profiler's own bookkeeping slows the step.
         t, c = time.perf_counter(), time.process_time()
         for _ in range(args.steps):
