@@ -70,6 +70,9 @@ class TrainConfig:
                                   # training identities, trained with the encoder (not in the paper; 0 = off)
     w_zadv: float = 0.05          # latent identity critic on mu (not in the paper; 0 = off)
     zadv_steps: int = 5           # latent critic updates per adversary step (extra ones on remembered codes)
+    zadv_memory: int = 4096       # codes the latent critic's memory keeps for those extra updates. With
+                                  # hundreds of identities a small memory holds a few codes of each and the
+                                  # critic learns slowly (RESULTS.md, "LPC sprites: a critic that learns")
     zadv_trunk_grad: float = 1.0  # share of the latent critic's gradient that reaches the encoder's conv trunk
                                   # (0 = only the z head learns to hide the identity; the trunk, shared
                                   # with s, is left to the other terms)
@@ -123,8 +126,9 @@ class TrainConfig:
             raise UsageError(f"lr_floor must be in [0, 1], got {self.lr_floor}")
         if self.steps < 1 or self.batch_size < 2:
             raise UsageError("steps must be >= 1 and batch_size >= 2")
-        if self.adv_every < 1 or self.zadv_steps < 1:
-            raise UsageError(f"adv_every and zadv_steps must be >= 1, got {self.adv_every}, {self.zadv_steps}")
+        if self.adv_every < 1 or self.zadv_steps < 1 or self.zadv_memory < 1:
+            raise UsageError(f"adv_every, zadv_steps and zadv_memory must be >= 1, got {self.adv_every}, "
+                             f"{self.zadv_steps}, {self.zadv_memory}")
         if self.epochs < 0:
             raise UsageError(f"epochs must be >= 0, got {self.epochs}")
         for name in ("w_recon", "w_swap_recon", "w_kl", "w_gan", "w_sinv", "w_sid", "w_zadv", "w_zbetween", "lr", "adv_lr",

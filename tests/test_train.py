@@ -105,9 +105,9 @@ def test_latent_critic_reaches_the_trunk_as_configured(tmp_path, trunk_grad):
 
 def test_latent_critic_trains_on_its_memory(tmp_path):
     """With zadv_steps > 1 the extra critic updates draw from the memory of past codes."""
-    t = Trainer(tiny_model_config(), tiny_train_config(w_zadv=0.1, zadv_steps=3), {"spec": "sprites:3"},
+    t = Trainer(tiny_model_config(), tiny_train_config(w_zadv=0.1, zadv_steps=3, zadv_memory=100), {"spec": "sprites:3"},
                 str(tmp_path), device="cpu")
-    assert t.memory.codes.shape[1] == t.model_cfg.z_dim
+    assert tuple(t.memory.codes.shape) == (100, t.model_cfg.z_dim)
     recalled = []
     real_recall = t.memory.recall
     t.memory.recall = lambda n: recalled.append(n) or real_recall(n)

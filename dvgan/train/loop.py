@@ -93,7 +93,7 @@ class Trainer:
         gen_params = list(self.autoencoder.parameters()) + (list(self.id_head.parameters()) if self.id_head else [])
         self.opt_gen = _optimizer(gen_params, train_cfg.lr, train_cfg)
         self.latent = LatentAdversary(self.model_cfg).to(self.device) if train_cfg.w_zadv > 0 else None
-        self.memory = CodeMemory(self.model_cfg.z_dim).to(self.device) if self.latent else None  # never DDP-wrapped
+        self.memory = CodeMemory(self.model_cfg.z_dim, train_cfg.zadv_memory).to(self.device) if self.latent else None  # never DDP-wrapped
         critic_params = [p for m in (self.adversary, self.latent) if m is not None for p in m.parameters()]
         self.opt_adv = _optimizer(critic_params, train_cfg.adv_lr, train_cfg)
         self.ae_run, self.adv_run, self.latent_run = self.autoencoder, self.adversary, self.latent
