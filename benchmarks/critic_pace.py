@@ -1,0 +1,94 @@
+"""How fast the latent critic learns to name the training identities from a trained run's codes.
+
+The codes are frozen (mu of every training image, from RUN's encoder), so nothing moves them away from
+the critic: this measures the critic alone. It is trained the way training does (model.LatentAdversary,
+Adam at train.adv_lr and train.beta1; each step one batch of fresh codes, remembered in a CodeMemory,
+then UPDATES - 1 more updates on 4 x batch codes recalled from it) and scored on 10% of the training
+images it never sees. A critic that is still near chance after a few thousand steps on frozen codes
+cannot follow an encoder that moves every step.
+
+    python benchmarks/critic_pace.py RUN --steps 2000 --memory 4096 16384 --updates 5 17
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dvgan import data as datasets
+from dvgan.config import TrainConfig, from_dict
+from dvgan.model import CodeMemory, LatentAdversary
+from dvgan.train.checkpoint import build_models, load_checkpoint
+
+
+def training_codes(run: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mu (N, z_dim), identity index 0..K-1 (N,)) of RUN's training images."""
+    state = load_checkpoint(run)
+    cfg, encoder, _ = build_models(state)
+    with open(os.path.join(run, "split.json")) as f:
+        split = json.load(f)
+    images = datasets.load(split["spec"], image_size=cfg.image_size, channels=cfg.channels)
+    train = np.asarray(split["train"])
+    _, ids = np.unique(images.labels[train], return_inverse=True)
+    x = torch.from_numpy(images.images[train])
+    with torch.no_grad():
+        mu = torch.cat([encoder(x[i:i + 2048].float() / 127.5 - 1)[1] for i in range(0, len(x), 2048)])
+    return mu, torch.from_numpy(ids)
+
+
+def pace(mu, ids, train_cfg: TrainConfig, memory: int, updates: int, steps: int, checks: int = 4):
+    """[(step, held-out cross-entropy, held-out accuracy)] at `checks` even points of `steps`."""
+    g = torch.Generator().manual_seed(0)
+    held = torch.rand(len(mu), generator=g) < 0.1
+    fit, test = (~held).nonzero().squeeze(1), held.nonzero().squeeze(1)
+    torch.manual_seed(1)
+    critic = LatentAdversary(argparse.Namespace(z_dim=mu.shape[1], num_ids=int(ids.max()) + 1))
+    opt = torch.optim.Adam(critic.parameters(), lr=train_cfg.adv_lr, betas=(train_cfg.beta1, 0.999))
+    store, b, out = CodeMemory(mu.shape[1], memory), train_cfg.batch_size, []
+    for step in range(1, steps + 1):
+        rows = fit[torch.randint(len(fit), (b,))]
+        batches = [(mu[rows], ids[rows])]
+        store.remember(mu[rows], ids[rows])
+        batches += [store.recall(4 * b) for _ in range(updates - 1)]
+        for codes, labels in batches:
+            opt.zero_grad()
+            F.cross_entropy(critic(codes), labels).backward()
+            opt.step()
+        if step % (steps // checks) == 0:
+            critic.eval()
+            with torch.no_grad():
+                logits = critic(mu[test])
+            critic.train()
+            out.append((step, float(F.cross_entropy(logits, ids[test])),
+                        float((logits.argmax(1) == ids[test]).float().mean())))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("run")
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--memory", type=int, nargs="+", default=[4096])
+    ap.add_argument("--updates", type=int, nargs="+", default=[5], help="critic updates per step (train.zadv_steps)")
+    args = ap.parse_args(argv)
+    with open(os.path.join(args.run, "config.json")) as f:
+        train_cfg = from_dict(TrainConfig, json.load(f)["train"], strict=False)
+    mu, ids = training_codes(args.run)
+    print(f"{args.run}: {len(mu)} training codes of {int(ids.max()) + 1} identities; chance "
+          f"{math.log(int(ids.max()) + 1):.3f} nats, accuracy {1 / (int(ids.max()) + 1):.3f}")
+    print("| memory | updates a step | step | held-out cross-entropy | held-out accuracy |\n|---|---|---|---|---|")
+    for memory, updates in itertools.product(args.memory, args.updates):
+        for step, loss, acc in pace(mu, ids, train_cfg, memory, updates, args.steps):
+            print(f"| {memory} | {updates} | {step} | {loss:.3f} | {100 * acc:.1f}% |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
