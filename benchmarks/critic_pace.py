@@ -2,9 +2,9 @@
 
 The codes are frozen (mu of every training image, from RUN's encoder), so nothing moves them away from
 the critic: this measures the critic alone. It is trained the way training does (model.LatentAdversary,
-Adam at train.adv_lr and train.beta1; each step one batch of fresh codes, remembered in a CodeMemory,
-then UPDATES - 1 more updates on 4 x batch codes recalled from it) and scored on 10% of the training
-images it never sees. A critic that is still near chance after a few thousand steps on frozen codes
+the run's optimizer at train.adv_lr; each step one update on a batch of fresh codes, remembered in a
+CodeMemory, then UPDATES - 1 more on codes recalled from it: train.step.memory_updates) and scored on
+10% of the training images it never sees. A critic that is still near chance after a few thousand steps on frozen codes
 cannot follow an encoder that moves every step.
 
     python benchmarks/critic_pace.py RUN --steps 2000 --memory 4096 16384 --updates 5 17
@@ -20,12 +20,14 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from dvgan import data as datasets
 from dvgan.config import TrainConfig, from_dict
 from dvgan.model import CodeMemory, LatentAdversary
+from dvgan.ops import encode_part
 from dvgan.train.checkpoint import build_models, load_checkpoint
+from dvgan.train.loop import optimizer
+from dvgan.train.step import latent_loss, memory_updates
 
 
 def training_codes(run: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,9 +39,8 @@ def training_codes(run: str) -> tuple[torch.Tensor, torch.Tensor]:
     images = datasets.load(split["spec"], image_size=cfg.image_size, channels=cfg.channels)
     train = np.asarray(split["train"])
     _, ids = np.unique(images.labels[train], return_inverse=True)
-    x = torch.from_numpy(images.images[train])
     with torch.no_grad():
-        mu = torch.cat([encoder(x[i:i + 2048].float() / 127.5 - 1)[1] for i in range(0, len(x), 2048)])
+        mu = encode_part(encoder, torch.from_numpy(images.float_images(train)), 1)
     return mu, torch.from_numpy(ids)
 
 
@@ -50,24 +51,21 @@ def pace(mu, ids, train_cfg: TrainConfig, memory: int, updates: int, steps: int,
     fit, test = (~held).nonzero().squeeze(1), held.nonzero().squeeze(1)
     torch.manual_seed(1)
     critic = LatentAdversary(argparse.Namespace(z_dim=mu.shape[1], num_ids=int(ids.max()) + 1))
-    opt = torch.optim.Adam(critic.parameters(), lr=train_cfg.adv_lr, betas=(train_cfg.beta1, 0.999))
+    opt = optimizer(critic.parameters(), train_cfg.adv_lr, train_cfg)
     store, b, out = CodeMemory(mu.shape[1], memory), train_cfg.batch_size, []
-    for step in range(1, steps + 1):
+    for step in range(1, steps + 1):  # as step.adversary_step updates the critic
         rows = fit[torch.randint(len(fit), (b,))]
-        batches = [(mu[rows], ids[rows])]
+        opt.zero_grad(set_to_none=True)
+        latent_loss(critic, mu[rows], ids[rows])[0].backward()
+        opt.step()
         store.remember(mu[rows], ids[rows])
-        batches += [store.recall(4 * b) for _ in range(updates - 1)]
-        for codes, labels in batches:
-            opt.zero_grad()
-            F.cross_entropy(critic(codes), labels).backward()
-            opt.step()
-        if step % (steps // checks) == 0:
+        memory_updates(critic, opt, store, updates - 1, b)
+        if step % max(1, steps // checks) == 0:
             critic.eval()
             with torch.no_grad():
-                logits = critic(mu[test])
+                loss, right = latent_loss(critic, mu[test], ids[test])
             critic.train()
-            out.append((step, float(F.cross_entropy(logits, ids[test])),
-                        float((logits.argmax(1) == ids[test]).float().mean())))
+            out.append((step, float(loss), float(right.float().mean())))
     return out
 
 
@@ -81,8 +79,9 @@ def main(argv=None) -> int:
     with open(os.path.join(args.run, "config.json")) as f:
         train_cfg = from_dict(TrainConfig, json.load(f)["train"], strict=False)
     mu, ids = training_codes(args.run)
-    print(f"{args.run}: {len(mu)} training codes of {int(ids.max()) + 1} identities; chance "
-          f"{math.log(int(ids.max()) + 1):.3f} nats, accuracy {1 / (int(ids.max()) + 1):.3f}")
+    k = int(ids.max()) + 1
+    print(f"{args.run}: {len(mu)} training codes of {k} identities; chance {math.log(k):.3f} nats, "
+          f"accuracy {1 / k:.3f}")
     print("| memory | updates a step | step | held-out cross-entropy | held-out accuracy |\n|---|---|---|---|---|")
     for memory, updates in itertools.product(args.memory, args.updates):
         for step, loss, acc in pace(mu, ids, train_cfg, memory, updates, args.steps):

@@ -72,7 +72,8 @@ class TrainConfig:
     zadv_steps: int = 5           # latent critic updates per adversary step (extra ones on remembered codes)
     zadv_memory: int = 4096       # codes the latent critic's memory keeps for those extra updates. With
                                   # hundreds of identities a small memory holds a few codes of each and the
-                                  # critic learns slowly (RESULTS.md, "LPC sprites: a critic that learns")
+                                  # critic learns slowly (RESULTS.md, "LPC sprites: a latent critic that
+                                  # learns")
     zadv_trunk_grad: float = 1.0  # share of the latent critic's gradient that reaches the encoder's conv trunk
                                   # (0 = only the z head learns to hide the identity; the trunk, shared
                                   # with s, is left to the other terms)

@@ -91,11 +91,12 @@ class Trainer:
         self.adversary = Adversary(self.model_cfg).to(self.device)
         self.id_head = IdentityHead(self.model_cfg).to(self.device) if train_cfg.w_sid > 0 else None
         gen_params = list(self.autoencoder.parameters()) + (list(self.id_head.parameters()) if self.id_head else [])
-        self.opt_gen = _optimizer(gen_params, train_cfg.lr, train_cfg)
+        self.opt_gen = optimizer(gen_params, train_cfg.lr, train_cfg)
         self.latent = LatentAdversary(self.model_cfg).to(self.device) if train_cfg.w_zadv > 0 else None
-        self.memory = CodeMemory(self.model_cfg.z_dim, train_cfg.zadv_memory).to(self.device) if self.latent else None  # never DDP-wrapped
+        # The critic's memory is never DDP-wrapped: each process keeps its own.
+        self.memory = CodeMemory(self.model_cfg.z_dim, train_cfg.zadv_memory).to(self.device) if self.latent else None
         critic_params = [p for m in (self.adversary, self.latent) if m is not None for p in m.parameters()]
-        self.opt_adv = _optimizer(critic_params, train_cfg.adv_lr, train_cfg)
+        self.opt_adv = optimizer(critic_params, train_cfg.adv_lr, train_cfg)
         self.ae_run, self.adv_run, self.latent_run = self.autoencoder, self.adversary, self.latent
         self.id_head_run = self.id_head
         if self.world > 1:
@@ -240,7 +241,8 @@ def lr_factor(cfg: TrainConfig, step: int) -> float:
     return cfg.lr_floor + (1.0 - cfg.lr_floor) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
-def _optimizer(params, lr, cfg: TrainConfig):
+def optimizer(params, lr, cfg: TrainConfig):
+    """The optimizer cfg names (train.optimizer, train.beta1) over params at learning rate lr."""
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=cfg.beta1)
     return torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, 0.999))

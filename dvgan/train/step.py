@@ -124,11 +124,7 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
     opt.step()
     if latent is not None and mu1 is not None and memory is not None:
         memory.remember(mu1, batch.id1)
-        for _ in range(cfg.zadv_steps - 1):  # the latent critic is cheap: let it keep up with the encoder
-            old_mu, old_ids = memory.recall(4 * b)
-            opt.zero_grad(set_to_none=True)
-            latent_loss(latent, old_mu, old_ids)[0].backward()
-            opt.step()
+        memory_updates(latent, opt, memory, cfg.zadv_steps - 1, b)
     if logits is None:
         return result
     with torch.no_grad():
@@ -136,6 +132,16 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
         if cfg.adv_mismatch:
             result["adv_mismatch_acc"] = (logits[nf + b:] < 0).float().mean()
     return result
+
+
+def memory_updates(critic, opt, memory, count: int, batch_size: int) -> None:
+    """count more updates of the latent critic, each on 4 x batch_size codes recalled from memory (a
+    CodeMemory). The critic is cheap: this lets it keep up with the encoder."""
+    for _ in range(count):
+        old_mu, old_ids = memory.recall(4 * batch_size)
+        opt.zero_grad(set_to_none=True)
+        latent_loss(critic, old_mu, old_ids)[0].backward()
+        opt.step()
 
 
 def latent_loss(critic, mu: torch.Tensor, ids: torch.Tensor, fooled: bool = False):
