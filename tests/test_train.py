@@ -269,6 +269,23 @@ def test_resume_with_more_steps_extends_a_constant_rate_run(tmp_path):
     _same_weights(load_checkpoint(full), load_checkpoint(part))
 
 
+def test_a_checkpoint_with_a_retired_setting_resumes_only_at_todays_value(tmp_path):
+    """A run saved while train.zadv_kind existed holds it (at "ids", how today's code trains): it resumes
+    to the weights of an uninterrupted run. One trained with "pairs" is refused, naming the setting."""
+    full, part = str(tmp_path / "full"), str(tmp_path / "part")
+    cfg = dict(lr_decay="none")
+    train(tiny_model_config(), tiny_train_config(steps=6, **cfg), {"spec": "sprites:3"}, full, device="cpu", progress=False)
+    train(tiny_model_config(), tiny_train_config(steps=4, **cfg), {"spec": "sprites:3"}, part, device="cpu", progress=False)
+    path = os.path.join(part, "checkpoint.pt")
+    saved = torch.load(path, weights_only=True)
+    torch.save({**saved, "train_config": {**saved["train_config"], "zadv_kind": "pairs"}}, path)
+    with pytest.raises(CheckpointError, match="train.zadv_kind = 'pairs'"):
+        train(tiny_model_config(), tiny_train_config(steps=6), {}, part, device="cpu", resume=True, progress=False)
+    torch.save({**saved, "train_config": {**saved["train_config"], "zadv_kind": "ids"}}, path)
+    train(tiny_model_config(), tiny_train_config(steps=6), {}, part, device="cpu", resume=True, progress=False)
+    _same_weights(load_checkpoint(full), load_checkpoint(part))
+
+
 def test_a_format_1_checkpoint_with_the_prior_resumes_as_it_was_trained(tmp_path):
     """A dvgan 0.1.0 checkpoint (format 1) that carries the prior, with CoordConv and the pair critic off,
     reads as format 2; its run resumes to the weights of an uninterrupted one and is written anew as format 2."""

@@ -21,6 +21,12 @@ FORMAT_1_RELEASE = "0.1.0"  # the last dvgan that writes format 1
 CHECKPOINT = "checkpoint.pt"  # the checkpoint file of a run folder
 
 
+# Training settings taken out of dvgan after a format-2 checkpoint could hold them, each with the value
+# under which a run trained as today's code trains it: the field is dropped at that value, and a run
+# that used another is refused (resuming it would train something else).
+RETIRED_TRAIN = {"zadv_kind": "ids", "ids_per_batch": 0}
+
+
 class CheckpointError(InputError):
     """A checkpoint that cannot be used; the message says why."""
 
@@ -57,6 +63,13 @@ def load_checkpoint(path: str, map_location="cpu", *, bundle_weights: bool = Fal
     elif version != FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format version {version} is not supported by dvgan "
                               f"{__version__} (expects {FORMAT_VERSION})")
+    train = state.get("train_config")
+    if isinstance(train, dict) and RETIRED_TRAIN.keys() & train.keys():
+        for name, today in RETIRED_TRAIN.items():
+            if train.get(name, today) != today:
+                raise CheckpointError(f"{path}: trained with train.{name} = {train[name]!r}, which dvgan "
+                                      f"{__version__} no longer has; retrain it")
+        state = {**state, "train_config": {k: v for k, v in train.items() if k not in RETIRED_TRAIN}}
     for key in ("model_config", "encoder", "decoder") + (() if bundle_weights else ("z_prior",)):
         if key not in state:
             raise CheckpointError(f"{path}: checkpoint lacks {key!r}")
