@@ -1,5 +1,5 @@
-"""Two cores, two ways: one training process on two threads (batch 32) against two processes of one
-thread each under DistributedDataParallel on gloo (batch 16 each, the same 32 triplets a step).
+"""Two cores, two ways: one training process on two threads (the recipe's batch) against two processes of
+one thread each under DistributedDataParallel on gloo (half the batch each: the same triplets a step).
 
   python benchmarks/bench_ddp.py [--steps 400] [--reps 3] [--config configs/sprites-warp.toml]
 
@@ -17,20 +17,31 @@ import sys
 import tempfile
 
 from bench_train import cpu_model, logged_pace  # benchmarks/ is on the path when this runs as a script
+from dvgan.config import TrainConfig
+from dvgan.train.recipe import read_config_file
 
 
-# way: (OMP threads per process, the command before dvgan.cli.train's own arguments, extra arguments)
+# way: (OMP threads per process, the command before dvgan.cli.train's own arguments, processes)
 WAYS = {
-    "one process, 2 threads": ("2", [sys.executable, "-m", "dvgan.cli.train"], []),
+    "one process, 2 threads": ("2", [sys.executable, "-m", "dvgan.cli.train"], 1),
     "two processes (DDP, gloo), 1 thread each": (
         "1", [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-              "-m", "dvgan.cli.train"], ["--set", "train.batch_size=16"]),
+              "-m", "dvgan.cli.train"], 2),
 }
 
 
+def recipe_batch(config: str) -> int:
+    """The batch the recipe trains with (its own, else the default)."""
+    return read_config_file(config).get("train", {}).get("batch_size", TrainConfig.batch_size)
+
+
 def train(way: str, config: str, steps: int, out: str) -> float:
-    threads, command, extra = WAYS[way]
-    args = ["--config", config, "--steps", str(steps), "--out", out, "--no-progress", *extra]
+    threads, command, processes = WAYS[way]
+    batch = recipe_batch(config)
+    if batch % processes:
+        raise SystemExit(f"{config}: batch {batch} does not split over {processes} processes")
+    args = ["--config", config, "--steps", str(steps), "--out", out, "--no-progress",
+            "--set", f"train.batch_size={batch // processes}"]
     subprocess.run([*command, *args], env={**os.environ, "OMP_NUM_THREADS": threads}, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return logged_pace(out)
