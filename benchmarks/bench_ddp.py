@@ -17,8 +17,7 @@ import sys
 import tempfile
 
 from bench_train import cpu_model, logged_pace  # benchmarks/ is on the path when this runs as a script
-from dvgan.config import TrainConfig
-from dvgan.train.recipe import read_config_file
+from dvgan.train.recipe import build_configs
 
 
 # way: (OMP threads per process, the command before dvgan.cli.train's own arguments, processes)
@@ -31,13 +30,12 @@ WAYS = {
 
 
 def recipe_batch(config: str) -> int:
-    """The batch the recipe trains with (its own, else the default)."""
-    return read_config_file(config).get("train", {}).get("batch_size", TrainConfig.batch_size)
+    """The batch the recipe trains with, read as dvgan-train reads it."""
+    return build_configs(None, config, (), {})[1].batch_size
 
 
-def train(way: str, config: str, steps: int, out: str) -> float:
+def train(way: str, config: str, batch: int, steps: int, out: str) -> float:
     threads, command, processes = WAYS[way]
-    batch = recipe_batch(config)
     if batch % processes:
         raise SystemExit(f"{config}: batch {batch} does not split over {processes} processes")
     args = ["--config", config, "--steps", str(steps), "--out", out, "--no-progress",
@@ -53,12 +51,12 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--config", default="configs/sprites-warp.toml")
     args = ap.parse_args()
-    ways = tuple(WAYS)
+    ways, batch = tuple(WAYS), recipe_batch(args.config)
     rates = {w: [] for w in ways}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):
             for i, way in enumerate(ways):
-                rates[way].append(train(way, args.config, args.steps, os.path.join(tmp, f"r{rep}-{i}")))
+                rates[way].append(train(way, args.config, batch, args.steps, os.path.join(tmp, f"r{rep}-{i}")))
                 print(f"rep {rep}: {way}: {rates[way][-1]:.2f} steps/s", flush=True)
     print(f"\n{cpu_model()}; {args.config}, {args.steps} steps, {args.reps} reps\n")
     print("| way | steps/s, each rep | median |\n|---|---|---|")
