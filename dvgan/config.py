@@ -68,6 +68,10 @@ class TrainConfig:
                                   # the paper; 0 = off)
     w_sid: float = 0.0            # identity read-out of s: cross-entropy of a cosine classifier over the
                                   # training identities, trained with the encoder (not in the paper; 0 = off)
+    sid_grey: bool = False        # the identity read-out (w_sid) also names each x1' from a grey copy of it,
+                                  # so that s tells identities apart by their shapes and shades and not by
+                                  # their colours alone (not in the paper; colour images only, no effect on
+                                  # grey ones)
     w_zadv: float = 0.05          # latent identity critic on mu (not in the paper; 0 = off)
     zadv_steps: int = 5           # latent critic updates per adversary step (extra ones on remembered codes)
     zadv_memory: int = 4096       # codes the latent critic's memory keeps for those extra updates. With

@@ -13,7 +13,7 @@ from dvgan import __version__
 from dvgan.errors import UsageError
 from dvgan.train.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint
 from dvgan.train.loop import Trainer, TrainingError, train
-from dvgan.train.step import adversary_step, generator_step
+from dvgan.train.step import adversary_step, generator_step, luma
 
 
 def _snapshot(module):
@@ -86,6 +86,40 @@ def test_identity_read_out_of_s_trains_the_encoder_and_its_head_only(tmp_path):
     assert last["sid"] < 0.1 * first["sid"]
     off = Trainer(tiny_model_config(), tiny_train_config(), {"spec": "sprites:3"}, str(tmp_path / "off"), device="cpu")
     assert off.id_head is None and "sid" not in off.train_step()
+
+
+def test_grey_read_out_names_x1p_from_its_luma_as_well(tmp_path, monkeypatch):
+    """train.sid_grey: the identity read-out sees a fourth block of codes, s of a grey copy of x1'
+    labelled with x1's identity, encoded in the generator's one pass; off, or on grey data, it sees three."""
+    seen = {}
+
+    def run(sid_grey, channels):
+        t = Trainer(tiny_model_config(channels=channels), tiny_train_config(w_sid=1.0, sid_grey=sid_grey),
+                    {"spec": "sprites:3"}, str(tmp_path / f"{sid_grey}{channels}"), device="cpu")
+        head = t.id_head.forward
+
+        def spy(s):
+            seen[(sid_grey, channels)] = s.shape[0]
+            return head(s)
+        monkeypatch.setattr(t.id_head, "forward", spy)
+        t.train_step()
+        return t.train_cfg.batch_size
+
+    b = run(True, 3)
+    assert seen[(True, 3)] == 4 * b
+    run(False, 3)
+    run(True, 1)
+    assert seen[(False, 3)] == seen[(True, 1)] == 3 * b
+
+
+def test_luma_is_the_bt601_grey_in_every_channel():
+    x = torch.zeros(2, 3, 4, 4)
+    x[0, 0] = 1.0                      # pure red
+    x[1] = 0.5                         # grey already: unchanged
+    g = luma(x)
+    assert g.shape == x.shape
+    assert torch.allclose(g[0], torch.full((3, 4, 4), 0.299))
+    assert torch.allclose(g[1], x[1])
 
 
 @pytest.mark.parametrize("trunk_grad", [0.0, 1.0])

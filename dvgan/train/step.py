@@ -20,6 +20,13 @@ class Batch:
     id2: torch.Tensor   # (B,) ... of x2's identity
 
 
+def luma(x: torch.Tensor) -> torch.Tensor:
+    """RGB images (B, 3, H, W) as grey ones of the same shape: each channel the luma
+    0.299 R + 0.587 G + 0.114 B (ITU-R BT.601, Pillow's "L"), in the same value range."""
+    weights = x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    return (x * weights).sum(1, keepdim=True).expand_as(x)
+
+
 def _requires_grad(modules, flag: bool) -> None:
     for m in modules:
         for p in m.parameters():
@@ -41,8 +48,9 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
     _requires_grad(critics, False)
     x1 = batch.x1
     z_prior = torch.randn(x1.shape[0], z_dim, device=x1.device)  # X.2 = Dec(z ~ N(0, I), s2)
+    grey = luma(batch.x1p) if id_head is not None and cfg.w_sid > 0 and cfg.sid_grey and x1.shape[1] == 3 else None
     with autocast():
-        out = autoencoder(x1, batch.x1p, batch.x2, z_prior, cfg.zadv_trunk_grad, cfg.image_adversary)
+        out = autoencoder(x1, batch.x1p, batch.x2, z_prior, cfg.zadv_trunk_grad, cfg.image_adversary, grey)
     x11, x11p = out["x11"].float(), out["x11p"].float()
     codes = {k: out[k].float() for k in ("mu1", "mu1p", "mu2")}
     mu1 = codes["mu1"]
@@ -72,8 +80,9 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
         terms["sinv"] = within_identity_spread(out["s1"].float(), out["s1p"].float(), out["s2"].float())
         loss = loss + cfg.w_sinv * terms["sinv"]
     if id_head is not None and cfg.w_sid > 0:
-        s_all = torch.cat([out["s1"], out["s1p"], out["s2"]]).float()
-        terms["sid"] = F.cross_entropy(id_head(s_all), torch.cat([batch.id1, batch.id1, batch.id2]))
+        s_all = torch.cat([out["s1"], out["s1p"], out["s2"]] + ([] if grey is None else [out["s_more"]])).float()
+        ids = [batch.id1, batch.id1, batch.id2] + ([] if grey is None else [batch.id1])
+        terms["sid"] = F.cross_entropy(id_head(s_all), torch.cat(ids))
         loss = loss + cfg.w_sid * terms["sid"]
     if cfg.w_zbetween > 0:
         terms["zbetween"] = between_identity_share(torch.cat([mu1, codes["mu1p"], codes["mu2"]]),
