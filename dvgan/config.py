@@ -71,7 +71,8 @@ class TrainConfig:
     sid_grey: bool = False        # the identity read-out (w_sid) also names each x1' from a grey copy of it,
                                   # so that s tells identities apart by their shapes and shades and not by
                                   # their colours alone (not in the paper; colour images only, no effect on
-                                  # grey ones)
+                                  # grey ones; in no recipe: on LPC it put the outlines into s and took
+                                  # colour out: benchmarks/RESULTS.md, "an s that keeps the outlines")
     w_zadv: float = 0.05          # latent identity critic on mu (not in the paper; 0 = off)
     zadv_steps: int = 5           # latent critic updates per adversary step (extra ones on remembered codes)
     zadv_memory: int = 4096       # codes the latent critic's memory keeps for those extra updates. With
