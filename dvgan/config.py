@@ -73,6 +73,9 @@ class TrainConfig:
                                   # their colours alone (not in the paper; colour images only, no effect on
                                   # grey ones; in no recipe: on LPC it put the outlines into s and took
                                   # colour out: benchmarks/RESULTS.md, "an s that keeps the outlines")
+    sid_grey_head: bool = False   # with sid_grey: the grey copies are named by class weights of their own, so
+                                  # that s of a colour image is not pulled towards s of its grey copy (not
+                                  # in the paper; in no recipe)
     w_zadv: float = 0.05          # latent identity critic on mu (not in the paper; 0 = off)
     zadv_steps: int = 5           # latent critic updates per adversary step (extra ones on remembered codes)
     zadv_memory: int = 4096       # codes the latent critic's memory keeps for those extra updates. With

@@ -187,13 +187,22 @@ class IdentityHead(nn.Module):
     lowered by growing s, which the decoder also reads.
     """
 
-    def __init__(self, cfg, scale: float = 16.0):
+    def __init__(self, cfg, scale: float = 16.0, grey: bool = False):
         super().__init__()
         self.scale = scale
         self.weight = nn.Parameter(0.01 * torch.randn(cfg.num_ids, cfg.s_dim))
+        # grey: the codes of grey copies (train.sid_grey_head) get class weights of their own
+        self.weight_grey = nn.Parameter(0.01 * torch.randn(cfg.num_ids, cfg.s_dim)) if grey else None
 
-    def forward(self, s: torch.Tensor) -> torch.Tensor:
-        return self.scale * nn.functional.normalize(s, dim=1) @ nn.functional.normalize(self.weight, dim=1).T
+    def forward(self, s: torch.Tensor, grey_rows: int = 0) -> torch.Tensor:
+        """Logits of s (B, s_dim); with grey_rows (and a grey head) the last grey_rows rows are read by
+        the grey copies' class weights."""
+        s = nn.functional.normalize(s, dim=1)
+        if not grey_rows or self.weight_grey is None:
+            return self.scale * s @ nn.functional.normalize(self.weight, dim=1).T
+        n = s.shape[0] - grey_rows
+        return self.scale * torch.cat([s[:n] @ nn.functional.normalize(self.weight, dim=1).T,
+                                       s[n:] @ nn.functional.normalize(self.weight_grey, dim=1).T])
 
 
 class CodeMemory(nn.Module):

@@ -98,9 +98,9 @@ def test_grey_read_out_names_x1p_from_its_luma_as_well(tmp_path, monkeypatch):
                     {"spec": "sprites:3"}, str(tmp_path / f"{sid_grey}{channels}"), device="cpu")
         head = t.id_head.forward
 
-        def spy(s):
+        def spy(s, *rest):
             seen[(sid_grey, channels)] = s.shape[0]
-            return head(s)
+            return head(s, *rest)
         monkeypatch.setattr(t.id_head, "forward", spy)
         t.train_step()
         return t.train_cfg.batch_size
@@ -110,6 +110,22 @@ def test_grey_read_out_names_x1p_from_its_luma_as_well(tmp_path, monkeypatch):
     run(False, 3)
     run(True, 1)
     assert seen[(False, 3)] == seen[(True, 1)] == 3 * b
+
+
+def test_grey_copies_get_class_weights_of_their_own_when_asked(tmp_path):
+    """train.sid_grey_head: the read-out's grey rows are scored by a second weight matrix, which training
+    moves along with the first; without it there is one matrix."""
+    t = Trainer(tiny_model_config(), tiny_train_config(w_sid=1.0, sid_grey=True, sid_grey_head=True, lr=1e-2),
+                {"spec": "sprites:3"}, str(tmp_path / "own"), device="cpu")
+    head_before = _snapshot(t.id_head)
+    t.train_step()
+    assert _moved(head_before, t.id_head) == {"weight", "weight_grey"}
+    s = torch.randn(6, t.model_cfg.s_dim)
+    mixed = t.id_head(s, grey_rows=2)
+    assert torch.allclose(mixed[:4], t.id_head(s)[:4]) and not torch.allclose(mixed[4:], t.id_head(s)[4:])
+    shared = Trainer(tiny_model_config(), tiny_train_config(w_sid=1.0, sid_grey=True), {"spec": "sprites:3"},
+                     str(tmp_path / "shared"), device="cpu")
+    assert shared.id_head.weight_grey is None
 
 
 def test_luma_is_the_bt601_grey_in_every_channel():

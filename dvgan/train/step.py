@@ -82,7 +82,7 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
     if id_head is not None and cfg.w_sid > 0:
         s_all = torch.cat([out["s1"], out["s1p"], out["s2"]] + ([] if grey is None else [out["s_more"]])).float()
         ids = [batch.id1, batch.id1, batch.id2] + ([] if grey is None else [batch.id1])
-        terms["sid"] = F.cross_entropy(id_head(s_all), torch.cat(ids))
+        terms["sid"] = F.cross_entropy(id_head(s_all, 0 if grey is None else grey.shape[0]), torch.cat(ids))
         loss = loss + cfg.w_sid * terms["sid"]
     if cfg.w_zbetween > 0:
         terms["zbetween"] = between_identity_share(torch.cat([mu1, codes["mu1p"], codes["mu2"]]),
