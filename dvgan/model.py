@@ -262,13 +262,13 @@ class AutoEncoder(nn.Module):
         Dec(z_prior, s2) in one pass (one BatchNorm batch each); without swaps (nothing judges them,
         lambda = 0) only the first two, and "x12", "xp2" are None. "mu1_critic" equals mu1, but only
         critic_trunk_grad of a gradient through it reaches the trunk; the rest stops at the z head.
-        x_more (B, C, H, W), when given, is encoded in the same pass and only its s is returned
-        ("s_more"; None without it).
+        x_more (B, C, H, W), when given, is encoded in the same pass (and BatchNorm batch) and only its s
+        is returned, as "s_more" (absent without it).
         """
         b = x1.shape[0]
         h = self.encoder.features(torch.cat([x1, x1p, x2] + ([] if x_more is None else [x_more])))
         s, mu, logvar = self.encoder.heads(h)
-        s_more = s[3 * b:] if x_more is not None else None
+        more = {} if x_more is None else {"s_more": s[3 * b:]}
         s, mu, logvar, h = s[:3 * b], mu[:3 * b], logvar[:3 * b], h[:3 * b]
         s1, s1p, s2 = s.split(b)
         mu1, mu1p, mu2 = mu.split(b)
@@ -286,5 +286,4 @@ class AutoEncoder(nn.Module):
             h1 = critic_trunk_grad * h1 + (1.0 - critic_trunk_grad) * h1.detach()
             mu1_critic = self.encoder.z_head(h1)
         return {"x11": x11, "x11p": x11p, "x12": x12, "xp2": xp2, "mu1_critic": mu1_critic,
-                "mu1": mu1, "mu1p": mu1p, "mu2": mu2, "logvar1": logvar1, "s1": s1, "s1p": s1p, "s2": s2,
-                "s_more": s_more}
+                "mu1": mu1, "mu1p": mu1p, "mu2": mu2, "logvar1": logvar1, "s1": s1, "s1p": s1p, "s2": s2, **more}
