@@ -1,7 +1,7 @@
 """The paper's Table 1 (attributes of identities never seen in training) read by other probes than
 `dvgan eval`'s, to tell a code that lacks an attribute from a probe that fails to carry it over:
 
-  python benchmarks/table1_probes.py RUN [--probes mlp,linear,nearest,pixels]
+  python benchmarks/table1_probes.py RUN [--probes mlp,linear,nearest,pixels_linear]
 
 On the same items as `dvgan eval` (the run's training images fit, its test images test, subsampled as
 there), per attribute, test error in %:
@@ -14,7 +14,8 @@ there), per attribute, test error in %:
   pixels_linear  the linear probe on the raw pixels (fast)
   cnn      the evaluation's small CNN (as its identity probes) trained on the images with the attribute
            labels: a supervised reading of what one frame at this size shows of a new character
-For runs on data with attributes (lpc:, sprites).
+For runs on data with attributes (lpc:, sprites). On LPC sheets whose attributes.json lists the
+attributes drawn in every frame, the mean over those follows the mean over all (lpc_table.data_doc).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from dvgan.eval import probes, suite
+from lpc_table import data_doc  # benchmarks/ is on the path when this runs as a script
 
 
 def linear_probe(x_fit, y_fit, x_eval, y_eval, steps: int = 300, weight_decay: float = 1e-3) -> float:
@@ -59,9 +61,12 @@ def nearest_identity(s_fit, labels_fit, attrs_fit, s_eval) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run")
-    ap.add_argument("--probes", default="mlp,linear,nearest,pixels")
+    ap.add_argument("--probes", default="mlp,linear,nearest,pixels_linear")
     args = ap.parse_args()
     which = args.probes.split(",")
+    unknown = sorted(set(which) - {"mlp", "linear", "nearest", "pixels", "pixels_linear", "cnn"})
+    if unknown:
+        ap.error(f"unknown probe(s) {', '.join(unknown)}: use mlp, linear, nearest, pixels, pixels_linear or cnn")
     torch.set_num_threads(1)
     run = suite.load_run(args.run)
     data, split = run["data"], run["split"]
@@ -97,7 +102,11 @@ def main() -> None:
     print("|---|" + "---|" * len(cols))
     for name, row in table.items():
         print(f"| {name} | " + " | ".join(f"{100 * row[c]:.1f}" for c in cols) + " |")
-    print("| **mean** | " + " | ".join(f"{100 * np.mean([r[c] for r in table.values()]):.1f}" for c in cols) + " |")
+    doc = data_doc(args.run)
+    drawn = [n for n in (doc[0].get("visible_attributes", []) if doc else []) if n in table]
+    means = [("**mean**", list(table))] + ([(f"mean of the {len(drawn)} drawn in every frame", drawn)] if drawn else [])
+    for label, names in means:
+        print(f"| {label} | " + " | ".join(f"{100 * np.mean([table[n][c] for n in names]):.1f}" for c in cols) + " |")
 
 
 if __name__ == "__main__":

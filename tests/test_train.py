@@ -126,6 +126,10 @@ def test_grey_copies_get_class_weights_of_their_own_when_asked(tmp_path):
     shared = Trainer(tiny_model_config(), tiny_train_config(w_sid=1.0, sid_grey=True), {"spec": "sprites:3"},
                      str(tmp_path / "shared"), device="cpu")
     assert shared.id_head.weight_grey is None
+    # grey images have no grey copies to name: no second matrix that nothing would train
+    grey = Trainer(tiny_model_config(channels=1), tiny_train_config(w_sid=1.0, sid_grey=True, sid_grey_head=True),
+                   {"spec": "sprites:3"}, str(tmp_path / "grey"), device="cpu")
+    assert grey.id_head.weight_grey is None
 
 
 def test_luma_is_the_bt601_grey_in_every_channel():

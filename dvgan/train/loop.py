@@ -22,7 +22,7 @@ from ..figures import save_png, swap_grid, training_curves
 from ..files import atomic_write
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .sampler import TripletSampler
-from .step import Batch, adversary_step, generator_step
+from .step import Batch, adversary_step, generator_step, grey_copies
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,8 @@ class Trainer:
 
         self.autoencoder = AutoEncoder(self.model_cfg).to(self.device)
         self.adversary = Adversary(self.model_cfg).to(self.device)
-        self.id_head = IdentityHead(self.model_cfg, grey=train_cfg.sid_grey and train_cfg.sid_grey_head).to(
-            self.device) if train_cfg.w_sid > 0 else None
+        grey_head = train_cfg.sid_grey_head and grey_copies(train_cfg, self.model_cfg.channels)
+        self.id_head = IdentityHead(self.model_cfg, grey=grey_head).to(self.device) if train_cfg.w_sid > 0 else None
         gen_params = list(self.autoencoder.parameters()) + (list(self.id_head.parameters()) if self.id_head else [])
         self.opt_gen = optimizer(gen_params, train_cfg.lr, train_cfg)
         self.latent = LatentAdversary(self.model_cfg).to(self.device) if train_cfg.w_zadv > 0 else None

@@ -27,6 +27,11 @@ def luma(x: torch.Tensor) -> torch.Tensor:
     return (x * weights).sum(1, keepdim=True).expand_as(x)
 
 
+def grey_copies(cfg, channels: int) -> bool:
+    """Whether the identity read-out also names grey copies of x1' (train.sid_grey, on colour images)."""
+    return cfg.w_sid > 0 and cfg.sid_grey and channels == 3
+
+
 def _requires_grad(modules, flag: bool) -> None:
     for m in modules:
         for p in m.parameters():
@@ -48,7 +53,7 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
     _requires_grad(critics, False)
     x1 = batch.x1
     z_prior = torch.randn(x1.shape[0], z_dim, device=x1.device)  # X.2 = Dec(z ~ N(0, I), s2)
-    grey = luma(batch.x1p) if id_head is not None and cfg.w_sid > 0 and cfg.sid_grey and x1.shape[1] == 3 else None
+    grey = luma(batch.x1p) if id_head is not None and grey_copies(cfg, x1.shape[1]) else None
     with autocast():
         out = autoencoder(x1, batch.x1p, batch.x2, z_prior, cfg.zadv_trunk_grad, cfg.image_adversary, grey)
     x11, x11p = out["x11"].float(), out["x11p"].float()
@@ -80,9 +85,10 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
         terms["sinv"] = within_identity_spread(out["s1"].float(), out["s1p"].float(), out["s2"].float())
         loss = loss + cfg.w_sinv * terms["sinv"]
     if id_head is not None and cfg.w_sid > 0:
-        s_all = torch.cat([out["s1"], out["s1p"], out["s2"]] + ([] if grey is None else [out["s_more"]])).float()
-        ids = [batch.id1, batch.id1, batch.id2] + ([] if grey is None else [batch.id1])
-        terms["sid"] = F.cross_entropy(id_head(s_all, 0 if grey is None else grey.shape[0]), torch.cat(ids))
+        s_all, ids, grey_rows = [out["s1"], out["s1p"], out["s2"]], [batch.id1, batch.id1, batch.id2], 0
+        if grey is not None:  # the grey copies of x1', last
+            s_all, ids, grey_rows = s_all + [out["s_more"]], ids + [batch.id1], len(grey)
+        terms["sid"] = F.cross_entropy(id_head(torch.cat(s_all).float(), grey_rows), torch.cat(ids))
         loss = loss + cfg.w_sid * terms["sid"]
     if cfg.w_zbetween > 0:
         terms["zbetween"] = between_identity_share(torch.cat([mu1, codes["mu1p"], codes["mu2"]]),
