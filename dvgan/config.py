@@ -68,6 +68,10 @@ class TrainConfig:
                                   # the paper; 0 = off)
     w_sid: float = 0.0            # identity read-out of s: cross-entropy of a cosine classifier over the
                                   # training identities, trained with the encoder (not in the paper; 0 = off)
+    sid_margin: float = 0.0       # with w_sid: an additive cosine margin (CosFace, Wang et al. 2018): the true
+                                  # identity's cosine must beat every other by this much, which gathers each
+                                  # identity's codes closer than plain cross-entropy does (not in the paper;
+                                  # 0 = off)
     sid_grey: bool = False        # the identity read-out (w_sid) also names each x1' from a grey copy of it,
                                   # so that s tells identities apart by their shapes and shades and not by
                                   # their colours alone (not in the paper; colour images only, no effect on
@@ -148,6 +152,8 @@ class TrainConfig:
             raise UsageError(f"flip must be in [0, 1], got {self.flip}")
         if self.light_on not in LIGHT_ON:
             raise UsageError(f"light_on must be one of {', '.join(map(repr, LIGHT_ON))}, got {self.light_on!r}")
+        if not 0.0 <= self.sid_margin < 1.0:
+            raise UsageError(f"sid_margin must be in [0, 1), got {self.sid_margin}")
         if not 0.0 <= self.zadv_trunk_grad <= 1.0:
             raise UsageError(f"zadv_trunk_grad must be in [0, 1], got {self.zadv_trunk_grad}")
         if not 0.0 < self.real_label <= 1.0:

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import as_format_1, tiny_model_config, tiny_train_config
 from dvgan import __version__
@@ -86,6 +87,29 @@ def test_identity_read_out_of_s_trains_the_encoder_and_its_head_only(tmp_path):
     assert last["sid"] < 0.1 * first["sid"]
     off = Trainer(tiny_model_config(), tiny_train_config(), {"spec": "sprites:3"}, str(tmp_path / "off"), device="cpu")
     assert off.id_head is None and "sid" not in off.train_step()
+
+
+def test_margin_of_the_identity_read_out_is_cosface(tmp_path, monkeypatch):
+    """train.sid_margin: the read-out's loss is the cross-entropy of its logits with scale * margin taken
+    from the true identity's logit, so it is larger than without the margin on the same codes."""
+    t = Trainer(tiny_model_config(), tiny_train_config(w_sid=1.0, sid_margin=0.3), {"spec": "sprites:3"},
+                str(tmp_path), device="cpu")
+    seen = {}
+    head = t.id_head.forward
+
+    def spy(s, *rest):
+        seen["logits"] = head(s, *rest)
+        return seen["logits"]
+    monkeypatch.setattr(t.id_head, "forward", spy)
+    batch = t.batch()
+    t.batch = lambda: batch
+    terms = t.train_step()
+    logits, target = seen["logits"].detach(), torch.cat([batch.id1, batch.id1, batch.id2])
+    margin = F.one_hot(target, logits.shape[1]) * t.id_head.scale * 0.3
+    assert terms["sid"] == pytest.approx(F.cross_entropy(logits - margin, target).item(), rel=1e-5)
+    assert terms["sid"] > F.cross_entropy(logits, target).item()
+    with pytest.raises(UsageError, match="sid_margin"):
+        tiny_train_config(sid_margin=1.0).validate()
 
 
 def test_grey_read_out_names_x1p_from_its_luma_as_well(tmp_path, monkeypatch):
