@@ -79,6 +79,20 @@ def test_random_codes_give_chance():
     assert 0.3 < r["chance_error"] < 0.6
 
 
+def test_probe_on_a_small_set_is_not_kept_underfit():
+    """On 8 codes a class for 15 classes the validation part holds a dozen codes, which an underfit probe
+    already names without a miss; at equal validation accuracy the lower validation loss decides, so the
+    probe trains on and names well-separated test codes on every seed."""
+    from dvgan.eval.probes import classify
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(15, 64))
+    y_fit, y_eval = np.repeat(np.arange(15), 8), np.repeat(np.arange(15), 3)
+    x_fit = centres[y_fit] + rng.normal(size=(120, 64))
+    x_eval = centres[y_eval] + rng.normal(size=(45, 64))
+    errors = [classify(x_fit, y_fit, x_eval, y_eval, seed=s)["test_error"] for s in range(5)]
+    assert errors == [0.0] * 5
+
+
 def test_regression_probe_r2():
     rng = np.random.default_rng(2)
     codes = rng.standard_normal((500, 8))

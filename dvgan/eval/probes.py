@@ -2,7 +2,8 @@
 
 A probe is a two-layer MLP (256 hidden units, ReLU, Adam, torch on one thread) on standardized
 features, trained with early stopping on a validation part of its own training data (10%, stratified by label): training
-stops after ``PATIENCE`` epochs without improvement and the best epoch's weights are kept. The
+stops after ``PATIENCE`` epochs without improvement and the best epoch's weights are kept (the highest
+validation accuracy; at equal accuracy the lowest validation loss, for classifiers). The
 paper reports train and test error with chance beside them; so do we, with chance error
 = 1 - (frequency of the majority class in the probe's test set).
 
@@ -170,7 +171,8 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, *, regress: bool = False, seed: int = 
 
     Adam (lr 1e-3), minibatches of BATCH, cross-entropy (classifier) or squared error on the
     standardized target(s) (regressor, y (N,) or (N, T)). The validation part (VALIDATION of the rows,
-    stratified by label for classifiers) scores accuracy or mean R^2 after every epoch; training stops
+    stratified by label for classifiers) scores accuracy (ties broken by the validation cross-entropy) or
+    mean R^2 after every epoch; training stops
     after ``patience`` epochs without improvement and the best epoch's weights are kept. Features
     are standardized with the mean and std of all rows.
     """
@@ -197,7 +199,7 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, *, regress: bool = False, seed: int = 
         net = nn.Sequential(nn.Linear(x.shape[1], HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, n_out))
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
         loss_fn = nn.functional.mse_loss if regress else nn.functional.cross_entropy
-        best, best_score, stale, epochs = copy.deepcopy(net.state_dict()), -np.inf, 0, 0
+        best, best_score, stale, epochs = copy.deepcopy(net.state_dict()), (-np.inf, -np.inf), 0, 0
         for epochs in range(1, max_epochs + 1):
             net.train()
             perm = fit[torch.randperm(len(fit), generator=gen)]
@@ -214,10 +216,13 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, *, regress: bool = False, seed: int = 
                 net.eval()
                 out = net(xs[val])
             if regress:
-                score = float(np.mean([r2(target[val, j].numpy(), out[:, j].numpy()) for j in range(n_out)]))
+                score = (float(np.mean([r2(target[val, j].numpy(), out[:, j].numpy()) for j in range(n_out)])), 0.0)
             else:
-                score = float((out.argmax(1) == target[val]).float().mean())
-            if score > best_score + 1e-4:
+                # accuracy first; at equal accuracy the lower validation loss wins, so that on a small
+                # validation part (a dozen images) the first epoch to name them all is not kept underfit
+                score = (float((out.argmax(1) == target[val]).float().mean()),
+                         -float(nn.functional.cross_entropy(out, target[val])))
+            if score[0] > best_score[0] + 1e-4 or (score[0] > best_score[0] - 1e-4 and score[1] > best_score[1] + 1e-4):
                 best, best_score, stale = copy.deepcopy(net.state_dict()), score, 0
             else:
                 stale += 1

@@ -57,7 +57,8 @@ K = 10              # neighbours for precision@k and the strips
 NOTES = [
     "Probes: MLP with one hidden layer of 256 ReLU units (torch, Adam 1e-3, minibatch 64) on standardized "
     "features; early stopping on a stratified 10% validation part of the probe's training data (patience 10 "
-    "epochs, best epoch kept). Factors are regressed by one MLP per code with one output per factor. "
+    "epochs; the best epoch kept: highest validation accuracy, then lowest validation loss). Factors are "
+    "regressed by one MLP per code with one output per factor. "
     "Chance error = 1 - frequency of the majority class in the probe's test set. Identity-probe errors are "
     "means over several probe seeds (3 in the full evaluation, 1 in the quick one), their spread beside.",
     "Probe protocol 'train-test': trained on the codes of the run's training images, tested on the codes "
