@@ -71,7 +71,7 @@ class TrainConfig:
     sid_margin: float = 0.0       # with w_sid: an additive cosine margin (CosFace, Wang et al. 2018): the true
                                   # identity's cosine must beat every other by this much, which gathers each
                                   # identity's codes closer than plain cross-entropy does (not in the paper;
-                                  # 0 = off)
+                                  # 0 = off; in no recipe: measured on one Yale seed, RESULTS.md)
     sid_grey: bool = False        # the identity read-out (w_sid) also names each x1' from a grey copy of it,
                                   # so that s tells identities apart by their shapes and shades and not by
                                   # their colours alone (not in the paper; colour images only, no effect on

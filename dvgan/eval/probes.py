@@ -172,9 +172,8 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, *, regress: bool = False, seed: int = 
     Adam (lr 1e-3), minibatches of BATCH, cross-entropy (classifier) or squared error on the
     standardized target(s) (regressor, y (N,) or (N, T)). The validation part (VALIDATION of the rows,
     stratified by label for classifiers) scores accuracy (ties broken by the validation cross-entropy) or
-    mean R^2 after every epoch; training stops
-    after ``patience`` epochs without improvement and the best epoch's weights are kept. Features
-    are standardized with the mean and std of all rows.
+    mean R^2 after every epoch; training stops after ``patience`` epochs without improvement and the
+    best epoch's weights are kept. Features are standardized with the mean and std of all rows.
     """
     x = torch.as_tensor(np.asarray(x, np.float32))
     mean, std = x.mean(0), x.std(0, unbiased=False)
@@ -222,7 +221,8 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, *, regress: bool = False, seed: int = 
                 # validation part (a dozen images) the first epoch to name them all is not kept underfit
                 score = (float((out.argmax(1) == target[val]).float().mean()),
                          -float(nn.functional.cross_entropy(out, target[val])))
-            if score[0] > best_score[0] + 1e-4 or (score[0] > best_score[0] - 1e-4 and score[1] > best_score[1] + 1e-4):
+            tied = abs(score[0] - best_score[0]) <= 1e-4
+            if score[0] > best_score[0] + 1e-4 or (tied and score[1] > best_score[1] + 1e-4):
                 best, best_score, stale = copy.deepcopy(net.state_dict()), score, 0
             else:
                 stale += 1
