@@ -30,7 +30,7 @@ def main() -> None:
         run = suite.load_run(run_dir)
         labels = run["data"].labels
         fit, held, _ = suite.probe_sets(run["split"], labels, suite.FULL, 0)["train-test"]
-        feat = suite._Features(run, np.concatenate([fit, held]), 0)
+        feat = suite.Features(run, np.concatenate([fit, held]), 0)
         s_fit, s_held = feat("s", fit), feat("s", held)
         mlp = [probes.classify(s_fit, labels[fit], s_held, labels[held], seed=sd)["test_error"] for sd in range(3)]
         ids = np.unique(labels[fit])

@@ -74,7 +74,7 @@ def main() -> None:
     if data.attributes is None or items is None:
         raise SystemExit(f"{args.run}: no attributes or no training identities: Table 1 does not apply")
     fit, held = items
-    feat = suite._Features(run, np.concatenate([fit, held]), 0)
+    feat = suite.Features(run, np.concatenate([fit, held]), 0)
     names = data.meta.get("attribute_names")
     s_fit, s_eval = feat("s", fit), feat("s", held)
     near = nearest_identity(s_fit, data.labels[fit], data.attributes[fit], s_eval) if "nearest" in which else None

@@ -194,15 +194,21 @@ class IdentityHead(nn.Module):
         # grey: the codes of grey copies (train.sid_grey_head) get class weights of their own
         self.weight_grey = nn.Parameter(0.01 * torch.randn(cfg.num_ids, cfg.s_dim)) if grey else None
 
-    def forward(self, s: torch.Tensor, grey_rows: int = 0) -> torch.Tensor:
+    def forward(self, s: torch.Tensor, grey_rows: int = 0, target: torch.Tensor | None = None,
+                margin: float = 0.0) -> torch.Tensor:
         """Logits of s (B, s_dim); with grey_rows (and a grey head) the last grey_rows rows are read by
-        the grey copies' class weights."""
+        the grey copies' class weights. With target (B,) and a margin, each row's true identity has
+        the margin taken from its cosine (CosFace, Wang et al. 2018): it must win by that much."""
         s = nn.functional.normalize(s, dim=1)
         if not grey_rows or self.weight_grey is None:
-            return self.scale * s @ nn.functional.normalize(self.weight, dim=1).T
-        n = s.shape[0] - grey_rows
-        return self.scale * torch.cat([s[:n] @ nn.functional.normalize(self.weight, dim=1).T,
-                                       s[n:] @ nn.functional.normalize(self.weight_grey, dim=1).T])
+            cos = s @ nn.functional.normalize(self.weight, dim=1).T
+        else:
+            n = s.shape[0] - grey_rows
+            cos = torch.cat([s[:n] @ nn.functional.normalize(self.weight, dim=1).T,
+                             s[n:] @ nn.functional.normalize(self.weight_grey, dim=1).T])
+        if target is not None and margin > 0:
+            cos = cos - margin * nn.functional.one_hot(target, cos.shape[1])
+        return self.scale * cos
 
 
 class CodeMemory(nn.Module):

@@ -93,6 +93,19 @@ def test_probe_on_a_small_set_is_not_kept_underfit():
     assert errors == [0.0] * 5
 
 
+def test_early_stopping_keeps_the_lower_loss_at_equal_accuracy():
+    """The rule both the MLP probe and the CNN keep epochs by: accuracy decides; within 1e-4 of a tie the
+    validation loss does; a worse accuracy never wins on its loss."""
+    assert probes.improves((0.5, -2.0), None)
+    assert probes.improves((1.0, -0.3), (1.0, -0.9))          # same accuracy, lower loss: keep the later epoch
+    assert not probes.improves((1.0, -0.9), (1.0, -0.3))
+    assert not probes.improves((0.9, -0.01), (1.0, -0.9))     # lower accuracy loses, whatever its loss
+    assert probes.improves((0.8,), (0.7,)) and not probes.improves((0.7,), (0.7,))
+    logits, target = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1])
+    acc, neg_loss = probes.validation_score(logits, target)
+    assert acc == 1.0 and neg_loss == pytest.approx(-torch.nn.functional.cross_entropy(logits, target).item())
+
+
 def test_regression_probe_r2():
     rng = np.random.default_rng(2)
     codes = rng.standard_normal((500, 8))

@@ -198,7 +198,7 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, *, regress: bool = False, seed: int = 
         net = nn.Sequential(nn.Linear(x.shape[1], HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, n_out))
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
         loss_fn = nn.functional.mse_loss if regress else nn.functional.cross_entropy
-        best, best_score, stale, epochs = copy.deepcopy(net.state_dict()), (-np.inf, -np.inf), 0, 0
+        best, best_score, stale, epochs = copy.deepcopy(net.state_dict()), None, 0, 0
         for epochs in range(1, max_epochs + 1):
             net.train()
             perm = fit[torch.randperm(len(fit), generator=gen)]
@@ -215,14 +215,10 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, *, regress: bool = False, seed: int = 
                 net.eval()
                 out = net(xs[val])
             if regress:
-                score = (float(np.mean([r2(target[val, j].numpy(), out[:, j].numpy()) for j in range(n_out)])), 0.0)
+                score = (float(np.mean([r2(target[val, j].numpy(), out[:, j].numpy()) for j in range(n_out)])),)
             else:
-                # accuracy first; at equal accuracy the lower validation loss wins, so that on a small
-                # validation part (a dozen images) the first epoch to name them all is not kept underfit
-                score = (float((out.argmax(1) == target[val]).float().mean()),
-                         -float(nn.functional.cross_entropy(out, target[val])))
-            tied = abs(score[0] - best_score[0]) <= 1e-4
-            if score[0] > best_score[0] + 1e-4 or (tied and score[1] > best_score[1] + 1e-4):
+                score = validation_score(out, target[val])
+            if improves(score, best_score):
                 best, best_score, stale = copy.deepcopy(net.state_dict()), score, 0
             else:
                 stale += 1
@@ -309,7 +305,7 @@ def fit_cnn(img_fit: np.ndarray, y_fit, *, seed: int = 0, epochs: int = 6, batch
     """Train SmallCNN on float images (N, C, H, W) in [-1, 1] with labels y_fit; (net, classes).
 
     Adam 1e-3 for ``epochs`` epochs; the epoch with the best accuracy on a stratified 10% validation
-    part of the images is kept. ``classes`` (sorted labels, default those of y_fit) are the outputs.
+    part of the images is kept (at equal accuracy the lower validation loss, as for the MLP probe). ``classes`` (sorted labels, default those of y_fit) are the outputs.
     The caller chooses the thread count (``cnn_classify`` runs it on one).
     """
     y_fit = np.asarray(y_fit)
@@ -326,7 +322,7 @@ def fit_cnn(img_fit: np.ndarray, y_fit, *, seed: int = 0, epochs: int = 6, batch
         torch.manual_seed(seed)
         net = SmallCNN(x_fit.shape[1], x_fit.shape[2], len(classes))
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    best, best_acc = copy.deepcopy(net.state_dict()), -1.0
+    best, best_score = copy.deepcopy(net.state_dict()), None
     for _ in range(epochs):
         net.train()
         perm = fit[torch.randperm(len(fit), generator=gen)]
@@ -337,9 +333,11 @@ def fit_cnn(img_fit: np.ndarray, y_fit, *, seed: int = 0, epochs: int = 6, batch
             loss.backward()
             opt.step()
         if n_val:
-            acc = float((_predict(net, x_fit[val]) == t_fit[val]).float().mean())
-            if acc > best_acc:
-                best, best_acc = copy.deepcopy(net.state_dict()), acc
+            net.eval()
+            with torch.no_grad():
+                score = validation_score(torch.cat([net(x_fit[v]) for v in val.split(1024)]), t_fit[val])
+            if improves(score, best_score):
+                best, best_score = copy.deepcopy(net.state_dict()), score
         else:
             best = copy.deepcopy(net.state_dict())
     net.load_state_dict(best)
@@ -352,6 +350,26 @@ def cnn_predict(net: nn.Module, classes: np.ndarray, images: np.ndarray) -> np.n
 
 
 @torch.no_grad()
+def validation_score(logits: torch.Tensor, target: torch.Tensor) -> tuple:
+    """(accuracy, -cross-entropy) of a classifier's validation logits: accuracy first; at equal accuracy
+    the lower loss wins, so that on a small validation part (a dozen images) the first epoch to name them
+    all is not kept underfit."""
+    return (float((logits.argmax(1) == target).float().mean()), -float(nn.functional.cross_entropy(logits, target)))
+
+
+def improves(score: tuple, best: tuple | None, tol: float = 1e-4) -> bool:
+    """Whether a validation score beats the best so far: compared element by element, each later one
+    deciding only when the earlier ones tie within tol."""
+    if best is None:
+        return True
+    for new, old in zip(score, best):
+        if new > old + tol:
+            return True
+        if new < old - tol:
+            return False
+    return False
+
+
 def _predict(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     net.eval()
     return torch.cat([net(x[i:i + 1024]).argmax(1) for i in range(0, len(x), 1024)])

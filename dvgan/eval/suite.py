@@ -145,7 +145,7 @@ def encode(engine, images: np.ndarray, seed: int = 0, batch: int = ENCODE_BATCH)
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-class _Features:
+class Features:
     """Codes and pixels of dataset items, encoded once for every row any probe needs."""
 
     def __init__(self, run: dict, items: np.ndarray, seed: int):
@@ -188,7 +188,7 @@ def _repeated(runs: list) -> dict:
             "chance_error": runs[0]["chance_error"], "repeats": len(runs), "epochs": [r["epochs"] for r in runs]}
 
 
-def _identity_probes(feat: _Features, labels, sets: dict, sizes: dict, seed: int) -> dict:
+def _identity_probes(feat: Features, labels, sets: dict, sizes: dict, seed: int) -> dict:
     """Every protocol's identity probes (s, z_mu, z_sample, pixels, the image classifier), each over
     sizes["repeats"] seeds, fitted side by side (probes.run_jobs)."""
     t = time.perf_counter()
@@ -218,7 +218,7 @@ def _identity_probes(feat: _Features, labels, sets: dict, sizes: dict, seed: int
     return out
 
 
-def _known_probes(feat: _Features, data, sets: dict, split: dict, sizes: dict, seed: int) -> dict:
+def _known_probes(feat: Features, data, sets: dict, split: dict, sizes: dict, seed: int) -> dict:
     """Probes of what the data set knows beyond the identity, fitted side by side (probes.run_jobs):
 
     attributes, attribute_mean  (data.attributes) each attribute probed from s and from z (mu) on the
@@ -291,7 +291,7 @@ def _mean_errors(per_attribute: dict) -> dict:
     return {**out, "chance_error": float(np.mean([r["chance_error"] for r in rows]))}
 
 
-def _retrieval(feat: _Features, data, items, k: int, seed: int) -> dict:
+def _retrieval(feat: Features, data, items, k: int, seed: int) -> dict:
     labels = data.labels[items]
     out = {"n": int(len(items)), "k": k, "metric": "L2",
            "s": retrieval.identity_retrieval(feat("s", items), labels, k),
@@ -312,7 +312,7 @@ def _retrieval(feat: _Features, data, items, k: int, seed: int) -> dict:
     return out
 
 
-def _figures(run: dict, feat: _Features, items_ret: np.ndarray, out_dir: str, seed: int) -> dict:
+def _figures(run: dict, feat: Features, items_ret: np.ndarray, out_dir: str, seed: int) -> dict:
     data, enc, dec = run["data"], run["encoder"], run["decoder"]
     test = np.asarray(run["split"]["test"], np.int64)
     rng = np.random.default_rng(seed)
@@ -374,7 +374,7 @@ def evaluate(run_dir: str, out_dir: str | None = None, *, seed: int = 0, quick: 
     needed = np.concatenate([np.concatenate(s[:2]) for s in sets.values()] + [ret_items]
                             + list(_table1_items(split, labels, sizes, seed) or []))
     t = time.perf_counter()
-    feat = _Features(run, needed, seed)
+    feat = Features(run, needed, seed)
     timings["encode"] = time.perf_counter() - t
 
     t = time.perf_counter()

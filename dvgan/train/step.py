@@ -89,9 +89,7 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
         if grey is not None:  # the grey copies of x1', last
             s_all, ids, grey_rows = s_all + [out["s_more"]], ids + [batch.id1], len(grey)
         target = torch.cat(ids)
-        logits = id_head(torch.cat(s_all).float(), grey_rows)
-        if cfg.sid_margin > 0:  # the true identity's cosine must win by the margin
-            logits = logits - id_head.scale * cfg.sid_margin * F.one_hot(target, logits.shape[1])
+        logits = id_head(torch.cat(s_all).float(), grey_rows, target, cfg.sid_margin)
         terms["sid"] = F.cross_entropy(logits, target)
         loss = loss + cfg.w_sid * terms["sid"]
     if cfg.w_zbetween > 0:
