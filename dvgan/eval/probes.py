@@ -305,7 +305,8 @@ def fit_cnn(img_fit: np.ndarray, y_fit, *, seed: int = 0, epochs: int = 6, batch
     """Train SmallCNN on float images (N, C, H, W) in [-1, 1] with labels y_fit; (net, classes).
 
     Adam 1e-3 for ``epochs`` epochs; the epoch with the best accuracy on a stratified 10% validation
-    part of the images is kept (at equal accuracy the lower validation loss, as for the MLP probe). ``classes`` (sorted labels, default those of y_fit) are the outputs.
+    part of the images is kept (at equal accuracy the lower validation loss, as for the MLP probe).
+    ``classes`` (sorted labels, default those of y_fit) are the outputs.
     The caller chooses the thread count (``cnn_classify`` runs it on one).
     """
     y_fit = np.asarray(y_fit)
@@ -349,7 +350,6 @@ def cnn_predict(net: nn.Module, classes: np.ndarray, images: np.ndarray) -> np.n
     return classes[_predict(net, torch.from_numpy(np.asarray(images, np.float32))).numpy()]
 
 
-@torch.no_grad()
 def validation_score(logits: torch.Tensor, target: torch.Tensor) -> tuple:
     """(accuracy, -cross-entropy) of a classifier's validation logits: accuracy first; at equal accuracy
     the lower loss wins, so that on a small validation part (a dozen images) the first epoch to name them
@@ -370,6 +370,7 @@ def improves(score: tuple, best: tuple | None, tol: float = 1e-4) -> bool:
     return False
 
 
+@torch.no_grad()
 def _predict(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     net.eval()
     return torch.cat([net(x[i:i + 1024]).argmax(1) for i in range(0, len(x), 1024)])
