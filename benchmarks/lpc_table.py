@@ -2,6 +2,7 @@
 
   dvgan eval RUN                      # writes RUN/eval/report.json
   python benchmarks/lpc_table.py RUN [RUN ...]
+  python benchmarks/lpc_table.py --eval eval-p2 RUN   # the report `dvgan eval RUN -o RUN/eval-p2` wrote
 
 Each row is a target (test characters, never seen in training): the paper's Table 1 over the
 attributes, the identity probes, the pose read from z and from s, the analogies against a's own sheet,
@@ -101,10 +102,13 @@ def rows(r: dict, doc: tuple[dict, int] | None = None) -> list[tuple[str, str, b
     return out
 
 
-def main(runs: list[str]) -> None:
-    tables = []
+def main(args: list[str]) -> None:
+    folder = "eval"
+    if args[:1] == ["--eval"]:
+        folder, args = args[1], args[2:]
+    runs, tables = args, []
     for run in runs:
-        with open(os.path.join(run, "eval", "report.json")) as f:
+        with open(os.path.join(run, folder, "report.json")) as f:
             tables.append(rows(json.load(f), data_doc(run)))
     print("| measure | " + " | ".join(os.path.basename(os.path.normpath(r)) for r in runs) + " |")
     print("|---|" + "---|" * len(runs))

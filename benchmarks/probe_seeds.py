@@ -4,7 +4,7 @@
 
 Per run: the evaluation's MLP probe (train-test protocol, the same items as `dvgan eval`) on s for probe
 seeds 0, 1, 2, each test error in %; and the error of naming each test code by the training identity whose
-mean unit-length s is nearest in cosine. A probe whose errors swing between seeds while the nearest mean
+mean s is nearest in cosine (`probes.nearest_class_mean`). A probe whose errors swing between seeds while the nearest mean
 errs on none is the probe failing, not the code (benchmarks/RESULTS.md, "Faces: a probe kept underfit on
 small sets"). For runs with a train-test protocol (within-identity splits: faces, MNIST).
 """
@@ -18,10 +18,6 @@ import torch
 from dvgan.eval import probes, suite
 
 
-def unit(a: np.ndarray) -> np.ndarray:
-    return a / np.linalg.norm(a, axis=1, keepdims=True)
-
-
 def main() -> None:
     if len(sys.argv) < 2:
         sys.exit(__doc__.strip().splitlines()[2].strip())
@@ -33,9 +29,7 @@ def main() -> None:
         feat = suite.Features(run, np.concatenate([fit, held]), 0)
         s_fit, s_held = feat("s", fit), feat("s", held)
         mlp = [probes.classify(s_fit, labels[fit], s_held, labels[held], seed=sd)["test_error"] for sd in range(3)]
-        ids = np.unique(labels[fit])
-        means = unit(np.stack([unit(s_fit)[labels[fit] == c].mean(0) for c in ids]))
-        nearest = ids[np.argmax(unit(s_held) @ means.T, axis=1)]
+        nearest = probes.nearest_class_mean(s_fit, labels[fit], s_held)
         print(f"{run_dir}: MLP probe on s, seeds 0-2: " + ", ".join(f"{100 * e:.1f}%" for e in mlp)
               + f"; nearest class mean: {100 * np.mean(nearest != labels[held]):.1f}% ({len(held)} test images)")
 

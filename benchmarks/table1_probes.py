@@ -48,14 +48,9 @@ def linear_probe(x_fit, y_fit, x_eval, y_eval, steps: int = 300, weight_decay: f
 
 def nearest_identity(s_fit, labels_fit, attrs_fit, s_eval) -> np.ndarray:
     """Attributes (N_eval, A) of the training identity whose mean s is nearest each test code."""
-    mean, std = s_fit.mean(0), s_fit.std(0) + 1e-6
     ids = np.unique(labels_fit)
-    centres = np.stack([(s_fit[labels_fit == i] - mean).mean(0) / std for i in ids])
     attrs = np.stack([attrs_fit[labels_fit == i][0] for i in ids])
-    q = (s_eval - mean) / std
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    return attrs[(q @ centres.T).argmax(1)]
+    return attrs[np.searchsorted(ids, probes.nearest_class_mean(s_fit, labels_fit, s_eval))]
 
 
 def main() -> None:

@@ -106,6 +106,17 @@ def test_early_stopping_keeps_the_lower_loss_at_equal_accuracy():
     assert acc == 1.0 and neg_loss == pytest.approx(-torch.nn.functional.cross_entropy(logits, target).item())
 
 
+def test_nearest_class_mean_names_separated_classes_and_misses_unrelated_codes():
+    rng = np.random.default_rng(1)
+    centres = 3.0 * rng.normal(size=(6, 16))
+    y_fit, y_eval = np.repeat(np.arange(6) * 10, 8), np.repeat(np.arange(6) * 10, 4)  # labels need not be 0..K-1
+    x_fit, x_eval = centres[y_fit // 10] + rng.normal(size=(48, 16)), centres[y_eval // 10] + rng.normal(size=(24, 16))
+    assert np.array_equal(probes.nearest_class_mean(x_fit, y_fit, x_eval), y_eval)
+    noise = rng.normal(size=(600, 16))
+    wrong = probes.nearest_class_mean(noise[:480], np.repeat(np.arange(6), 80), noise[480:]) != np.repeat(np.arange(6), 20)
+    assert wrong.mean() > 0.5  # chance is 5/6
+
+
 def test_regression_probe_r2():
     rng = np.random.default_rng(2)
     codes = rng.standard_normal((500, 8))

@@ -231,6 +231,20 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, *, regress: bool = False, seed: int = 
     return MLPProbe(mean, std, net, classes=classes), epochs
 
 
+def nearest_class_mean(x_fit: np.ndarray, y_fit, x_eval: np.ndarray) -> np.ndarray:
+    """The label of the class whose mean is nearest each row of x_eval in cosine, after standardizing
+    with x_fit's mean and std: a read-out with nothing to train, beside which a probe that errs is the
+    probe failing, not the code."""
+    y_fit = np.asarray(y_fit)
+    mean, std = x_fit.mean(0), x_fit.std(0) + 1e-6
+    classes = np.unique(y_fit)
+    centres = np.stack([(x_fit[y_fit == c] - mean).mean(0) / std for c in classes])
+    q = (x_eval - mean) / std
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    return classes[(q @ centres.T).argmax(1)]
+
+
 def classify(x_fit, y_fit, x_eval, y_eval, *, seed: int = 0, max_epochs: int = MAX_EPOCHS) -> dict:
     """Probe a label from features: train error, test error and chance error (fractions in [0, 1])."""
     y_fit, y_eval = np.asarray(y_fit), np.asarray(y_eval)
@@ -334,9 +348,7 @@ def fit_cnn(img_fit: np.ndarray, y_fit, *, seed: int = 0, epochs: int = 6, batch
             loss.backward()
             opt.step()
         if n_val:
-            net.eval()
-            with torch.no_grad():
-                score = validation_score(torch.cat([net(x_fit[v]) for v in val.split(1024)]), t_fit[val])
+            score = validation_score(_logits(net, x_fit[val]), t_fit[val])
             if improves(score, best_score):
                 best, best_score = copy.deepcopy(net.state_dict()), score
         else:
@@ -371,6 +383,11 @@ def improves(score: tuple, best: tuple | None, tol: float = 1e-4) -> bool:
 
 
 @torch.no_grad()
-def _predict(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """net's outputs on x in eval mode, 1,024 rows at a time."""
     net.eval()
-    return torch.cat([net(x[i:i + 1024]).argmax(1) for i in range(0, len(x), 1024)])
+    return torch.cat([net(x[i:i + 1024]) for i in range(0, len(x), 1024)])
+
+
+def _predict(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return _logits(net, x).argmax(1)
