@@ -66,6 +66,9 @@ class TrainConfig:
     gan_prior: bool = True        # adversarial term on Dec(z ~ N(0, I), s2)
     w_sinv: float = 0.1           # spread of s within an identity, relative to its overall spread (not in
                                   # the paper; 0 = off)
+    sinv_whiten: bool = False     # with w_sinv: measure that spread after whitening s (losses.
+                                  # within_identity_share_whitened), so that no direction of s, however little
+                                  # it varies, may carry what changes within an identity (not in the paper)
     w_sid: float = 0.0            # identity read-out of s: cross-entropy of a cosine classifier over the
                                   # training identities, trained with the encoder (not in the paper; 0 = off)
     sid_margin: float = 0.0       # with w_sid: an additive cosine margin (CosFace, Wang et al. 2018): the true

@@ -3,7 +3,7 @@ import torch
 from conftest import tiny_model_config, tiny_train_config
 from dvgan.model import CodeMemory, LatentAdversary
 from dvgan.train.loop import lr_factor
-from dvgan.train.losses import between_identity_share, within_identity_spread
+from dvgan.train.losses import between_identity_share, within_identity_share_whitened, within_identity_spread
 from dvgan.train.step import latent_loss
 
 
@@ -22,6 +22,21 @@ def test_within_identity_spread_ignores_scale():
     g = torch.Generator().manual_seed(1)
     a, b, c = (torch.randn(32, 8, generator=g) for _ in range(3))
     assert torch.allclose(within_identity_spread(a, b, c), within_identity_spread(10 * a, 10 * b, 10 * c))
+
+
+def test_whitened_spread_sees_what_varies_within_an_identity_in_a_quiet_direction_of_s():
+    g = torch.Generator().manual_seed(2)
+    centres = torch.randn(256, 16, generator=g)
+    a, b = centres.clone(), centres.clone()
+    a[:, 15], b[:, 15] = 0.01 * torch.randn(256, generator=g), 0.01 * torch.randn(256, generator=g)  # a pose
+    assert float(within_identity_spread(a, b)) < 1e-4                      # the plain ratio hardly sees it
+    assert 0.04 < float(within_identity_share_whitened(a, b)) < 0.08        # one dimension of 16 is all pose
+    assert float(within_identity_share_whitened(centres, centres.clone())) < 1e-6
+    u, v = torch.randn(4096, 16, generator=g), torch.randn(4096, 16, generator=g)
+    assert abs(float(within_identity_share_whitened(u, v)) - 1 / 1.02) < 0.05  # unrelated to the identity
+    scale = torch.linspace(0.1, 10.0, 16)
+    assert torch.allclose(within_identity_share_whitened(a * scale, b * scale), within_identity_share_whitened(a, b),
+                          rtol=1e-4)
 
 
 def test_latent_critic_memory_keeps_the_newest_codes():

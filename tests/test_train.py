@@ -58,10 +58,13 @@ def test_adversarial_terms_are_switchable(tmp_path):
     assert "gan_swap" in terms and "gan_prior" not in terms
 
 
-def test_s_invariance_term_moves_only_the_encoder(tmp_path):
-    """The within-identity spread of s is a term of the generator loss; it reaches the encoder alone."""
-    t = Trainer(tiny_model_config(), tiny_train_config(w_sinv=1.0, w_gan=0.0, w_recon=0.0, w_swap_recon=0.0,
-                                                       w_kl=0.0, w_zadv=0.0), {"spec": "sprites:3"}, str(tmp_path), device="cpu")
+@pytest.mark.parametrize("whiten", [False, True])
+def test_s_invariance_term_moves_only_the_encoder(tmp_path, whiten):
+    """The within-identity spread of s (plain or whitened) is a term of the generator loss; it reaches the
+    encoder alone."""
+    t = Trainer(tiny_model_config(), tiny_train_config(w_sinv=1.0, sinv_whiten=whiten, w_gan=0.0, w_recon=0.0,
+                                                       w_swap_recon=0.0, w_kl=0.0, w_zadv=0.0), {"spec": "sprites:3"},
+                str(tmp_path), device="cpu")
     enc_before, dec_before = _snapshot(t.autoencoder.encoder), _snapshot(t.autoencoder.decoder)
     terms = t.train_step()
     assert 0.0 < terms["sinv"] == terms["loss"]

@@ -15,6 +15,28 @@ def within_identity_spread(s_a: torch.Tensor, s_b: torch.Tensor, others: torch.T
     return within / (overall + 1e-8)
 
 
+def within_identity_share_whitened(s_a: torch.Tensor, s_b: torch.Tensor, others: torch.Tensor | None = None,
+                                   shrink: float = 0.02) -> torch.Tensor:
+    """within_identity_spread measured after whitening s: tr(R^-1 W) / d, with every dimension of s first
+    scaled to unit variance, W the within-identity covariance (from the pairs s_a[i], s_b[i] of one
+    identity) and R the correlation of all the codes plus shrink x I, so that the batch's estimate can be
+    inverted.
+
+    The plain ratio lets a factor that varies within an identity live on in a direction of s with little
+    variance, where a probe that standardises its inputs still reads it. Here every direction counts
+    alike: 0 when s is the same for every image of an identity; about 1 / (1 + shrink) when s is unrelated
+    to the identity. A 0-dim tensor, unchanged by the scale of each dimension.
+    """
+    pool = torch.cat([s_a, s_b] if others is None else [s_a, s_b, others])
+    centre, scale = pool.mean(0), pool.std(0, unbiased=False).clamp_min(1e-6)
+    unit = (pool - centre) / scale
+    corr = unit.T @ unit / len(pool)
+    corr = corr + shrink * torch.eye(corr.shape[0], dtype=corr.dtype, device=corr.device)
+    diff = (s_a - s_b) / scale                         # each row's covariance is twice the within-identity one
+    within = diff.T @ diff / (2 * len(diff))
+    return torch.linalg.solve(corr, within).diagonal().sum() / corr.shape[0]
+
+
 def between_identity_share(codes: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """The share of the codes' variance that lies between identities: sum_c n_c ||m_c - m||^2 over
     sum_i ||c_i - m||^2, with m the mean of all codes (N, d) and m_c that of identity c (ids (N,)).

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model import kl_to_standard_normal
-from .losses import between_identity_share, within_identity_spread
+from .losses import between_identity_share, within_identity_share_whitened, within_identity_spread
 
 
 @dataclass
@@ -82,7 +82,8 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
         terms["zadv_gen"] = latent_loss(latent, out["mu1_critic"].float(), batch.id1, fooled=True)[0]
         loss = loss + cfg.w_zadv * terms["zadv_gen"]
     if cfg.w_sinv > 0:
-        terms["sinv"] = within_identity_spread(out["s1"].float(), out["s1p"].float(), out["s2"].float())
+        spread = within_identity_share_whitened if cfg.sinv_whiten else within_identity_spread
+        terms["sinv"] = spread(out["s1"].float(), out["s1p"].float(), out["s2"].float())
         loss = loss + cfg.w_sinv * terms["sinv"]
     if id_head is not None and cfg.w_sid > 0:
         s_all, ids, grey_rows = [out["s1"], out["s1p"], out["s2"]], [batch.id1, batch.id1, batch.id2], 0
