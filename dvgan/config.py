@@ -69,6 +69,10 @@ class TrainConfig:
     sinv_whiten: bool = False     # with w_sinv: measure that spread after whitening s (losses.
                                   # within_identity_share_whitened), so that no direction of s, however little
                                   # it varies, may carry what changes within an identity (not in the paper)
+    w_spair: float = 0.0          # pair critic (model.PairCritic): the encoder is trained so that a critic cannot
+                                  # tell (s1, mu1), both of x1, from (s1', mu1), s1' of x1's identity in another
+                                  # image: s may then carry nothing of the image that mu also knows (not in the
+                                  # paper; 0 = off)
     w_sid: float = 0.0            # identity read-out of s: cross-entropy of a cosine classifier over the
                                   # training identities, trained with the encoder (not in the paper; 0 = off)
     sid_margin: float = 0.0       # with w_sid: an additive cosine margin (CosFace, Wang et al. 2018): the true
@@ -147,7 +151,7 @@ class TrainConfig:
                              f"{self.zadv_steps}, {self.zadv_memory}")
         if self.epochs < 0:
             raise UsageError(f"epochs must be >= 0, got {self.epochs}")
-        for name in ("w_recon", "w_swap_recon", "w_kl", "w_gan", "w_sinv", "w_sid", "w_zadv", "w_zbetween", "lr", "adv_lr",
+        for name in ("w_recon", "w_swap_recon", "w_kl", "w_gan", "w_sinv", "w_spair", "w_sid", "w_zadv", "w_zbetween", "lr", "adv_lr",
                      "shift", "light"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -177,6 +177,26 @@ class LatentAdversary(nn.Module):
         return self.net(mu)
 
 
+class PairCritic(nn.Module):
+    """Tells an image's own codes (s, mu) from (s', mu), s' of another image of the same identity:
+    (s, mu) (B, s_dim + z_dim) -> logit (B,) that s belongs with mu.
+
+    Not in the paper: where s carries something of the image beyond its identity (a pose, a light),
+    that something agrees with mu, which holds the pose, and the critic can tell the pairs apart; an
+    encoder that leaves it no clue keeps s the same function of the identity, whatever a probe reads it
+    with. Inputs standardised first, as in LatentAdversary.
+    """
+
+    def __init__(self, cfg, hidden: int = 256):
+        super().__init__()
+        width = cfg.s_dim + cfg.z_dim
+        self.net = nn.Sequential(nn.BatchNorm1d(width, affine=False), nn.Linear(width, hidden), nn.LeakyReLU(0.2),
+                                 nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
+
+    def forward(self, s: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([s, mu], 1)).squeeze(1)
+
+
 class IdentityHead(nn.Module):
     """Cosine-softmax read-out of the training identities from the specified code: s (B, s_dim) ->
     logits (B, num_ids), scale * cos(s, w_k).

@@ -222,13 +222,61 @@ def test_latent_critic_moves_with_the_adversary_only(tmp_path):
     critic_before = _snapshot(critic)
     terms, fake, codes = generator_step(ae, t.adversary, t.opt_gen, t.train_cfg, batch, 8, latent=critic)
     assert "zadv_gen" in terms and _moved(critic_before, critic) == set()
-    assert set(codes) == {"mu1", "mu1p", "mu2"} and not codes["mu2"].requires_grad
+    assert set(codes) == {"mu1", "mu1p", "mu2", "s1", "s1p"} and not codes["mu2"].requires_grad
     ae_before = _snapshot(ae)
     out = adversary_step(t.adversary, t.opt_adv, t.train_cfg, fake, batch, latent=critic, codes=codes)
     assert _moved(critic_before, critic) == set(critic_before) and _moved(ae_before, ae) == set()
     assert 0.0 <= float(out["zadv_acc"]) <= 1.0
     t.train_step()  # and through the trainer: its state is checkpointed
     assert t.state_dict()["latent_adversary"]
+
+
+def test_pair_critic_moves_with_the_adversary_and_its_term_reaches_s_alone(tmp_path):
+    """train.w_spair: the pair critic is frozen in the generator step, where its term moves the encoder's s
+    (and the trunk) but not its z head nor the decoder; it learns in the adversary step and is checkpointed."""
+    cfg = tiny_train_config(w_spair=1.0, w_gan=0.0, w_recon=0.0, w_swap_recon=0.0, w_kl=0.0, w_sinv=0.0, w_zadv=0.0)
+    t = Trainer(tiny_model_config(), cfg, {"spec": "sprites:3"}, str(tmp_path), device="cpu")
+    ae, critic, batch = t.autoencoder, t.pair, t.batch()
+    before, critic_before = _snapshot(ae), _snapshot(critic)
+    terms, fake, codes = generator_step(ae, t.adversary, t.opt_gen, cfg, batch, 8, pair=critic)
+    moved = _moved(before, ae)
+    assert terms["spair_gen"] > 0 and _moved(critic_before, critic) == set()
+    assert {"encoder.to_s.weight", "encoder.to_s.bias"} <= moved
+    assert not {k for k in moved if k.startswith(("decoder.", "encoder.to_z."))}
+    ae_before = _snapshot(ae)
+    out = adversary_step(t.adversary, t.opt_adv, cfg, fake, batch, codes=codes, pair=critic)
+    assert _moved(critic_before, critic) == set(critic_before) and _moved(ae_before, ae) == set()
+    assert 0.0 <= float(out["spair_acc"]) <= 1.0 and "adv" not in out
+    t.train_step()
+    assert t.state_dict()["pair_critic"]
+
+
+def test_pair_critic_tells_an_image_s_from_another_s_of_its_identity_only_where_s_carries_the_image():
+    """pair_loss on codes with known answers: where s holds the pose that mu holds, the critic learns to tell
+    (s, mu) of one image from (s', mu); where s is the identity alone it cannot beat a coin."""
+    from dvgan.model import PairCritic
+    from dvgan.train.step import pair_loss
+    g = torch.Generator().manual_seed(0)
+    cfg = dataclasses.replace(tiny_model_config(), s_dim=6, z_dim=4)
+
+    def accuracy(s_carries_pose: bool) -> float:
+        torch.manual_seed(0)
+        critic = PairCritic(cfg, hidden=32)
+        opt = torch.optim.Adam(critic.parameters(), lr=1e-2)
+        for step in range(301):
+            ident = torch.randn(128, 4, generator=g)
+            pose, pose_other = torch.randn(128, 2, generator=g), torch.randn(128, 2, generator=g)
+            own = torch.cat([ident, pose if s_carries_pose else torch.zeros_like(pose)], 1)
+            other = torch.cat([ident, pose_other if s_carries_pose else torch.zeros_like(pose)], 1)
+            mu = torch.cat([pose, torch.randn(128, 2, generator=g)], 1)
+            loss, correct = pair_loss(critic, own, other, mu)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return float(correct.float().mean())
+
+    assert accuracy(True) > 0.85
+    assert accuracy(False) < 0.65
 
 
 def test_mismatched_real_images_are_fakes_for_the_adversary(tmp_path, monkeypatch):

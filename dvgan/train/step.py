@@ -39,17 +39,18 @@ def _requires_grad(modules, flag: bool) -> None:
 
 
 def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, latent=None, autocast=None,
-                   id_head=None):
+                   id_head=None, pair=None):
     """Update encoder and decoder on a batch of triplets; the critics' weights stay frozen.
 
     autoencoder: the AutoEncoder (possibly DDP-wrapped); adversary, latent: the plain critic modules
     (latent only when cfg.w_zadv > 0); id_head: the IdentityHead on s (only when cfg.w_sid > 0), whose
-    weights opt updates with the autoencoder's.
+    weights opt updates with the autoencoder's; pair: the PairCritic (only when cfg.w_spair > 0).
     Returns (loss terms as 0-dim tensors, the adversary's fakes for id2 (detached Dec(z1, s2), then
-    Dec(z_prior, s2) when cfg.adv_prior_fake; None when lambda = 0), detached codes {mu1, mu1p, mu2}).
+    Dec(z_prior, s2) when cfg.adv_prior_fake; None when lambda = 0), detached codes {mu1, mu1p, mu2, s1,
+    s1p}).
     """
     autocast = autocast or contextlib.nullcontext
-    critics = [m for m in (adversary, latent) if m is not None]
+    critics = [m for m in (adversary, latent, pair) if m is not None]
     _requires_grad(critics, False)
     x1 = batch.x1
     z_prior = torch.randn(x1.shape[0], z_dim, device=x1.device)  # X.2 = Dec(z ~ N(0, I), s2)
@@ -57,7 +58,7 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
     with autocast():
         out = autoencoder(x1, batch.x1p, batch.x2, z_prior, cfg.zadv_trunk_grad, cfg.image_adversary, grey)
     x11, x11p = out["x11"].float(), out["x11p"].float()
-    codes = {k: out[k].float() for k in ("mu1", "mu1p", "mu2")}
+    codes = {k: out[k].float() for k in ("mu1", "mu1p", "mu2", "s1", "s1p")}
     mu1 = codes["mu1"]
     terms = {
         "recon": F.mse_loss(x11, x1),
@@ -81,6 +82,10 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
         # Push the latent critic's prediction towards uniform: bounded, unlike maximising its loss.
         terms["zadv_gen"] = latent_loss(latent, out["mu1_critic"].float(), batch.id1, fooled=True)[0]
         loss = loss + cfg.w_zadv * terms["zadv_gen"]
+    if pair is not None and cfg.w_spair > 0:
+        # Push the critic's answer towards 1/2 on both pairs. mu is held fixed, so only s gives way.
+        terms["spair_gen"] = pair_loss(pair, codes["s1"], codes["s1p"], mu1.detach(), fooled=True)[0]
+        loss = loss + cfg.w_spair * terms["spair_gen"]
     if cfg.w_sinv > 0:
         spread = within_identity_share_whitened if cfg.sinv_whiten else within_identity_spread
         terms["sinv"] = spread(out["s1"].float(), out["s1p"].float(), out["s2"].float())
@@ -107,14 +112,14 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
 
 
 def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=None, autocast=None,
-                   memory=None) -> dict:
+                   memory=None, pair=None) -> dict:
     """Update the critics. Image adversary (lambda > 0): fake = Dec(z1, s2) (and Dec(z_prior, s2) after it
     with cfg.adv_prior_fake) judged as not id2, real = x2 as id2.
 
     The encoder and decoder are untouched: fake and codes arrive detached. One forward over [fake; real]
     so a DDP-wrapped adversary sees a single call per step. The latent critic, when given, learns
     to read id1 from mu1, then takes cfg.zadv_steps - 1 more updates on codes recalled from memory
-    (a CodeMemory) when given.
+    (a CodeMemory) when given. The pair critic, when given, learns to tell (s1, mu1) from (s1', mu1).
     """
     mu1 = None if codes is None else codes["mu1"]
     autocast = autocast or contextlib.nullcontext
@@ -137,6 +142,11 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
         loss = loss + zloss
         result["zadv"] = zloss.detach()
         result["zadv_acc"] = correct.float().mean()
+    if pair is not None and mu1 is not None:
+        ploss, correct = pair_loss(pair, codes["s1"], codes["s1p"], mu1)
+        loss = loss + ploss
+        result["spair"] = ploss.detach()
+        result["spair_acc"] = correct.float().mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -168,3 +178,13 @@ def latent_loss(critic, mu: torch.Tensor, ids: torch.Tensor, fooled: bool = Fals
     logits = critic(mu)
     target = torch.full_like(logits, 1.0 / logits.shape[1]) if fooled else ids
     return F.cross_entropy(logits, target), logits.argmax(1) == ids
+
+
+def pair_loss(critic, s: torch.Tensor, s_other: torch.Tensor, mu: torch.Tensor, fooled: bool = False):
+    """The pair critic's cross-entropy of telling (s, mu), both of one image, from (s_other, mu), s_other of
+    another image of the same identity, and whether it told each pair right (the own pairs first).
+    fooled: the encoder's loss instead, against the answer 1/2 for both."""
+    logits = critic(torch.cat([s, s_other]), torch.cat([mu, mu]))
+    own = torch.cat([torch.ones_like(logits[:len(s)]), torch.zeros_like(logits[len(s):])])
+    target = torch.full_like(logits, 0.5) if fooled else own
+    return F.binary_cross_entropy_with_logits(logits, target), (logits > 0) == own.bool()
