@@ -73,6 +73,8 @@ class TrainConfig:
                                   # tell (s1, mu1), both of x1, from (s1', mu1), s1' of x1's identity in another
                                   # image: s may then carry nothing of the image that mu also knows (not in the
                                   # paper; 0 = off)
+    spair_steps: int = 1          # pair critic updates per adversary step: the extra ones on (s1, s1', mu1) rows
+                                  # recalled from a memory of zadv_memory rows, as the latent critic's are
     w_sid: float = 0.0            # identity read-out of s: cross-entropy of a cosine classifier over the
                                   # training identities, trained with the encoder (not in the paper; 0 = off)
     sid_margin: float = 0.0       # with w_sid: an additive cosine margin (CosFace, Wang et al. 2018): the true
@@ -146,9 +148,9 @@ class TrainConfig:
             raise UsageError(f"lr_floor must be in [0, 1], got {self.lr_floor}")
         if self.steps < 1 or self.batch_size < 2:
             raise UsageError("steps must be >= 1 and batch_size >= 2")
-        if self.adv_every < 1 or self.zadv_steps < 1 or self.zadv_memory < 1:
-            raise UsageError(f"adv_every, zadv_steps and zadv_memory must be >= 1, got {self.adv_every}, "
-                             f"{self.zadv_steps}, {self.zadv_memory}")
+        if self.adv_every < 1 or self.zadv_steps < 1 or self.zadv_memory < 1 or self.spair_steps < 1:
+            raise UsageError(f"adv_every, zadv_steps, zadv_memory and spair_steps must be >= 1, got {self.adv_every}, "
+                             f"{self.zadv_steps}, {self.zadv_memory}, {self.spair_steps}")
         if self.epochs < 0:
             raise UsageError(f"epochs must be >= 0, got {self.epochs}")
         for name in ("w_recon", "w_swap_recon", "w_kl", "w_gan", "w_sinv", "w_spair", "w_sid", "w_zadv", "w_zbetween", "lr", "adv_lr",

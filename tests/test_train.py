@@ -248,7 +248,20 @@ def test_pair_critic_moves_with_the_adversary_and_its_term_reaches_s_alone(tmp_p
     assert _moved(critic_before, critic) == set(critic_before) and _moved(ae_before, ae) == set()
     assert 0.0 <= float(out["spair_acc"]) <= 1.0 and "adv" not in out
     t.train_step()
-    assert t.state_dict()["pair_critic"]
+    assert t.state_dict()["pair_critic"] and int(t.pair_memory.seen) == cfg.batch_size
+
+
+def test_pair_critic_trains_on_its_memory(tmp_path):
+    """With spair_steps > 1 the extra pair-critic updates draw (s1, s1', mu1) rows from its memory."""
+    t = Trainer(tiny_model_config(), tiny_train_config(w_spair=0.1, spair_steps=3, zadv_memory=100),
+                {"spec": "sprites:3"}, str(tmp_path), device="cpu")
+    m = t.model_cfg
+    assert tuple(t.pair_memory.codes.shape) == (100, 2 * m.s_dim + m.z_dim)
+    recalled = []
+    real_recall = t.pair_memory.recall
+    t.pair_memory.recall = lambda n: recalled.append(n) or real_recall(n)
+    t.train_step()
+    assert recalled == [4 * t.train_cfg.batch_size] * 2
 
 
 def test_pair_critic_tells_an_image_s_from_another_s_of_its_identity_only_where_s_carries_the_image():

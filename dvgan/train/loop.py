@@ -97,6 +97,8 @@ class Trainer:
         # The critic's memory is never DDP-wrapped: each process keeps its own.
         self.memory = CodeMemory(self.model_cfg.z_dim, train_cfg.zadv_memory).to(self.device) if self.latent else None
         self.pair = PairCritic(self.model_cfg).to(self.device) if train_cfg.w_spair > 0 else None
+        pair_width = 2 * self.model_cfg.s_dim + self.model_cfg.z_dim  # (s1, s1', mu1)
+        self.pair_memory = CodeMemory(pair_width, train_cfg.zadv_memory).to(self.device) if self.pair else None
         critic_params = [p for m in (self.adversary, self.latent, self.pair) if m is not None for p in m.parameters()]
         self.opt_adv = optimizer(critic_params, train_cfg.adv_lr, train_cfg)
         self.ae_run, self.adv_run, self.latent_run = self.autoencoder, self.adversary, self.latent
@@ -181,7 +183,7 @@ class Trainer:
         critics = cfg.image_adversary or self.latent is not None or self.pair is not None
         if critics and self.step % cfg.adv_every == 0:
             terms.update(adversary_step(self.adv_run, self.opt_adv, cfg, fakes, batch, self.latent_run, codes,
-                                        self.autocast, self.memory, self.pair_run))
+                                        self.autocast, self.memory, self.pair_run, self.pair_memory))
         self.step += 1
         out = {k: float(v) for k, v in terms.items()}
         bad = [k for k, v in out.items() if not math.isfinite(v)]
@@ -205,6 +207,7 @@ class Trainer:
             "latent_memory": self.memory.state_dict() if self.memory else {},
             "identity_head": self.id_head.state_dict() if self.id_head else {},
             "pair_critic": self.pair.state_dict() if self.pair else {},
+            "pair_memory": self.pair_memory.state_dict() if self.pair_memory else {},
             "opt_gen": self.opt_gen.state_dict(),
             "opt_adv": self.opt_adv.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "sampler": self.sampler.state_dict()["generator"],
@@ -222,6 +225,7 @@ class Trainer:
             self.id_head.load_state_dict(state["identity_head"])
         if self.pair is not None:
             self.pair.load_state_dict(state["pair_critic"])
+            self.pair_memory.load_state_dict(state["pair_memory"])
         self.opt_gen.load_state_dict(state["opt_gen"])
         self.opt_adv.load_state_dict(state["opt_adv"])
         self.step = int(state["step"])

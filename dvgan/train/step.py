@@ -112,14 +112,15 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
 
 
 def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=None, autocast=None,
-                   memory=None, pair=None) -> dict:
+                   memory=None, pair=None, pair_memory=None) -> dict:
     """Update the critics. Image adversary (lambda > 0): fake = Dec(z1, s2) (and Dec(z_prior, s2) after it
     with cfg.adv_prior_fake) judged as not id2, real = x2 as id2.
 
     The encoder and decoder are untouched: fake and codes arrive detached. One forward over [fake; real]
     so a DDP-wrapped adversary sees a single call per step. The latent critic, when given, learns
     to read id1 from mu1, then takes cfg.zadv_steps - 1 more updates on codes recalled from memory
-    (a CodeMemory) when given. The pair critic, when given, learns to tell (s1, mu1) from (s1', mu1).
+    (a CodeMemory) when given. The pair critic, when given, learns to tell (s1, mu1) from (s1', mu1),
+    then takes cfg.spair_steps - 1 more updates on rows recalled from pair_memory when given.
     """
     mu1 = None if codes is None else codes["mu1"]
     autocast = autocast or contextlib.nullcontext
@@ -153,6 +154,14 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
     if latent is not None and mu1 is not None and memory is not None:
         memory.remember(mu1, batch.id1)
         memory_updates(latent, opt, memory, cfg.zadv_steps - 1, b)
+    if pair is not None and mu1 is not None and pair_memory is not None:
+        pair_memory.remember(torch.cat([codes["s1"], codes["s1p"], mu1], 1), batch.id1)
+        s_dim = codes["s1"].shape[1]
+        for _ in range(cfg.spair_steps - 1):
+            rows = pair_memory.recall(4 * b)[0]
+            opt.zero_grad(set_to_none=True)
+            pair_loss(pair, rows[:, :s_dim], rows[:, s_dim:2 * s_dim], rows[:, 2 * s_dim:])[0].backward()
+            opt.step()
     if logits is None:
         return result
     with torch.no_grad():
