@@ -4,6 +4,7 @@ the forward and backward passes (data sampling, metrics, checkpoints, swap grids
   python benchmarks/bench_train.py [--steps 2000] [--config configs/sprites.toml]
   python benchmarks/bench_train.py --compare 75edd9d --config configs/sprites-warp.toml --steps 400 --reps 3
   python benchmarks/bench_train.py --compare 75edd9d --own-config --config configs/sprites-warp.toml --steps 400 --reps 3
+  python benchmarks/bench_train.py --compare HEAD --config configs/sprites-warp.toml --set train.zadv_steps=17 --steps 400
 
 Wraps the two Algorithm 1 step functions with timers inside a real `train()` call, so the
 overhead figure is measured on the same run as the total.
@@ -14,6 +15,8 @@ this tree, alternating REF and this code, and prints each one's steps/s (from me
 logged step to last, so start-up and data generation are left out), the medians and their ratio.
 With --own-config each code trains the config file at --config's path in its own tree instead: the
 recipe as each commit ships it (say, the demo's), so a cheaper recipe counts with the faster code.
+With --set TABLE.FIELD=VALUE (repeatable) only this tree's runs change the recipe so: against
+--compare HEAD, what a change of recipe costs a step.
 """
 from __future__ import annotations
 
@@ -62,15 +65,16 @@ def logged_pace(run_dir: str) -> float:
     return (last["step"] - first["step"]) / (last["time"] - first["time"])
 
 
-def steps_per_s(tree: str, config: str, steps: int, out: str) -> float:
-    """Train the recipe with the dvgan found in tree; its logged_pace."""
+def steps_per_s(tree: str, config: str, steps: int, out: str, overrides=()) -> float:
+    """Train the recipe (with overrides, TABLE.FIELD=VALUE each) with the dvgan found in tree; its logged_pace."""
     env = {**os.environ, "PYTHONPATH": tree}
+    sets = [arg for o in overrides for arg in ("--set", o)]
     subprocess.run([sys.executable, "-m", "dvgan.cli.train", "--config", config, "--steps", str(steps),
-                    "--seed", "0", "--out", out, "--no-progress", "-q"], env=env, check=True, cwd=tree)
+                    "--seed", "0", "--out", out, "--no-progress", "-q", *sets], env=env, check=True, cwd=tree)
     return logged_pace(out)
 
 
-def compare(ref: str, config: str, steps: int, reps: int, own_config: bool = False) -> None:
+def compare(ref: str, config: str, steps: int, reps: int, own_config: bool = False, overrides=()) -> None:
     config = os.path.abspath(config)
     relative = os.path.relpath(config, ROOT)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed run still removes its worktree
@@ -82,7 +86,8 @@ def compare(ref: str, config: str, steps: int, reps: int, own_config: bool = Fal
             for rep in range(reps):
                 for name in ("ref", "this") if rep % 2 == 0 else ("this", "ref"):
                     recipe = os.path.join(trees[name], relative) if own_config else config
-                    pace[name].append(steps_per_s(trees[name], recipe, steps, os.path.join(tmp, f"{name}-{rep}")))
+                    sets = overrides if name == "this" else ()
+                    pace[name].append(steps_per_s(trees[name], recipe, steps, os.path.join(tmp, f"{name}-{rep}"), sets))
                     print(f"rep {rep + 1}/{reps} {name}: {pace[name][-1]:.2f} steps/s", flush=True)
         finally:
             subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", ref_tree], check=False)
@@ -90,7 +95,8 @@ def compare(ref: str, config: str, steps: int, reps: int, own_config: bool = Fal
     ref_med, this_med = statistics.median(pace["ref"]), statistics.median(pace["this"])
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}")
     whose = "each commit's own version of " if own_config else ""
-    print(f"recipe: {whose}{relative}  steps {steps}  reps {reps} (alternating)")
+    changed = f"  this tree's runs with --set {' '.join(overrides)}" if overrides else ""
+    print(f"recipe: {whose}{relative}  steps {steps}  reps {reps} (alternating){changed}")
     print("| code | steps/s, each rep | median |")
     print("|---|---|---|")
     print(f"| {ref} | {', '.join(f'{v:.2f}' for v in pace['ref'])} | {ref_med:.2f} |")
@@ -106,9 +112,13 @@ def main():
     ap.add_argument("--reps", type=int, default=3, help="runs of each code with --compare")
     ap.add_argument("--own-config", action="store_true",
                     help="with --compare, each code trains its own commit's version of --config")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="TABLE.FIELD=VALUE",
+                    help="with --compare, this tree's runs change the recipe so (repeatable)")
     args = ap.parse_args()
+    if args.overrides and not args.compare:
+        ap.error("--set needs --compare")
     if args.compare:
-        return compare(args.compare, args.config, args.steps, args.reps, args.own_config)
+        return compare(args.compare, args.config, args.steps, args.reps, args.own_config, args.overrides)
     model, tcfg, data = build_configs(None, args.config, [f"train.steps={args.steps}"], {})
     inside = {"generator_step": 0.0, "adversary_step": 0.0}
 
