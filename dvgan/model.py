@@ -232,9 +232,10 @@ class IdentityHead(nn.Module):
 
 
 class CodeMemory(nn.Module):
-    """A ring buffer of recent (mu, identity) pairs, so the latent critic trains on far more codes than
-    one batch holds, as the probe that scores the model will. Buffers, so checkpoints carry it; each
-    process keeps its own (it is training state, not a replicated model).
+    """A ring buffer of recent (code, identity) pairs, so a critic trains on far more codes than one batch
+    holds, as the probe that scores the model will: mu for the latent critic (z_dim wide), (s1, s1', mu1)
+    side by side for the pair critic. Buffers, so checkpoints carry it; each process keeps its own (it is
+    training state, not a replicated model).
     """
 
     def __init__(self, z_dim: int, size: int = 4096):

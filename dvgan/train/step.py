@@ -156,12 +156,9 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
         memory_updates(latent, opt, memory, cfg.zadv_steps - 1, b)
     if pair is not None and mu1 is not None and pair_memory is not None:
         pair_memory.remember(torch.cat([codes["s1"], codes["s1p"], mu1], 1), batch.id1)
-        s_dim = codes["s1"].shape[1]
-        for _ in range(cfg.spair_steps - 1):
-            rows = pair_memory.recall(4 * b)[0]
-            opt.zero_grad(set_to_none=True)
-            pair_loss(pair, rows[:, :s_dim], rows[:, s_dim:2 * s_dim], rows[:, 2 * s_dim:])[0].backward()
-            opt.step()
+        widths = [codes["s1"].shape[1]] * 2 + [mu1.shape[1]]
+        memory_updates(pair, opt, pair_memory, cfg.spair_steps - 1, b,
+                       lambda critic, rows, _: pair_loss(critic, *rows.split(widths, 1)))
     if logits is None:
         return result
     with torch.no_grad():
@@ -171,13 +168,15 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
     return result
 
 
-def memory_updates(critic, opt, memory, count: int, batch_size: int) -> None:
-    """count more updates of the latent critic, each on 4 x batch_size codes recalled from memory (a
-    CodeMemory). The critic is cheap: this lets it keep up with the encoder."""
+def memory_updates(critic, opt, memory, count: int, batch_size: int, loss=None) -> None:
+    """count more updates of a critic, each on 4 x batch_size rows recalled from memory (a CodeMemory),
+    scored by loss(critic, rows, ids) -> (loss, ...) (latent_loss by default: the latent critic). The
+    critics are cheap: this lets them keep up with the encoder."""
+    loss = loss or latent_loss
     for _ in range(count):
-        old_mu, old_ids = memory.recall(4 * batch_size)
+        rows, ids = memory.recall(4 * batch_size)
         opt.zero_grad(set_to_none=True)
-        latent_loss(critic, old_mu, old_ids)[0].backward()
+        loss(critic, rows, ids)[0].backward()
         opt.step()
 
 
