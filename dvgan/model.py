@@ -159,6 +159,13 @@ class Adversary(nn.Module):
         return self.out(self.drop(h.flatten(1))).squeeze(1)
 
 
+def critic_mlp(width: int, outputs: int, hidden: int) -> nn.Sequential:
+    """The code critics' network: inputs standardised first (a signal at a tiny scale in a collapsed
+    dimension is as readable to a probe that standardises its inputs as a large one), two hidden layers."""
+    return nn.Sequential(nn.BatchNorm1d(width, affine=False), nn.Linear(width, hidden), nn.LeakyReLU(0.2),
+                         nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, outputs))
+
+
 class LatentAdversary(nn.Module):
     """Identity classifier on the unspecified code: mu (B, z_dim) -> logits (B, num_ids).
 
@@ -168,10 +175,7 @@ class LatentAdversary(nn.Module):
 
     def __init__(self, cfg, hidden: int = 256):
         super().__init__()
-        # Standardise first: an identity signal at a tiny scale in a collapsed dimension is as
-        # readable to a probe that standardises its inputs as a large one.
-        self.net = nn.Sequential(nn.BatchNorm1d(cfg.z_dim, affine=False), nn.Linear(cfg.z_dim, hidden), nn.LeakyReLU(0.2),
-                                 nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, cfg.num_ids))
+        self.net = critic_mlp(cfg.z_dim, cfg.num_ids, hidden)
 
     def forward(self, mu: torch.Tensor) -> torch.Tensor:
         return self.net(mu)
@@ -184,14 +188,12 @@ class PairCritic(nn.Module):
     Not in the paper: where s carries something of the image beyond its identity (a pose, a light),
     that something agrees with mu, which holds the pose, and the critic can tell the pairs apart; an
     encoder that leaves it no clue keeps s the same function of the identity, whatever a probe reads it
-    with. Inputs standardised first, as in LatentAdversary.
+    with.
     """
 
     def __init__(self, cfg, hidden: int = 256):
         super().__init__()
-        width = cfg.s_dim + cfg.z_dim
-        self.net = nn.Sequential(nn.BatchNorm1d(width, affine=False), nn.Linear(width, hidden), nn.LeakyReLU(0.2),
-                                 nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
+        self.net = critic_mlp(cfg.s_dim + cfg.z_dim, 1, hidden)
 
     def forward(self, s: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([s, mu], 1)).squeeze(1)

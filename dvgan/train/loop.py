@@ -97,8 +97,8 @@ class Trainer:
         # The critic's memory is never DDP-wrapped: each process keeps its own.
         self.memory = CodeMemory(self.model_cfg.z_dim, train_cfg.zadv_memory).to(self.device) if self.latent else None
         self.pair = PairCritic(self.model_cfg).to(self.device) if train_cfg.w_spair > 0 else None
-        pair_width = 2 * self.model_cfg.s_dim + self.model_cfg.z_dim  # (s1, s1', mu1)
-        self.pair_memory = CodeMemory(pair_width, train_cfg.zadv_memory).to(self.device) if self.pair else None
+        self.pair_memory = CodeMemory(2 * self.model_cfg.s_dim + self.model_cfg.z_dim,  # (s1, s1', mu1)
+                                      train_cfg.zadv_memory).to(self.device) if self.pair else None
         critic_params = [p for m in (self.adversary, self.latent, self.pair) if m is not None for p in m.parameters()]
         self.opt_adv = optimizer(critic_params, train_cfg.adv_lr, train_cfg)
         self.ae_run, self.adv_run, self.latent_run = self.autoencoder, self.adversary, self.latent
