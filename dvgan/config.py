@@ -75,6 +75,13 @@ class TrainConfig:
                                   # paper; 0 = off)
     spair_steps: int = 1          # pair critic updates per adversary step: the extra ones on (s1, s1', mu1) rows
                                   # recalled from a memory of zadv_memory rows, as the latent critic's are
+    w_zcycle: float = 0.0         # latent cycle on z: the swap Dec(z1, s2) encoded again should give back mu1
+                                  # (losses.cycle_error), so that a pose drawn on another identity reads as the
+                                  # same pose (not in the paper; after the cycles of Jha et al., ECCV 2018;
+                                  # 0 = off). The swap is held fixed: the cycle terms train the encoder alone
+    w_scycle: float = 0.0         # latent cycle on s: the swap Dec(z1, s2) encoded again should give back s2,
+                                  # so that s stays the same whatever pose z1 draws: a nonlinear test that s
+                                  # carries no pose (not in the paper; 0 = off)
     w_sid: float = 0.0            # identity read-out of s: cross-entropy of a cosine classifier over the
                                   # training identities, trained with the encoder (not in the paper; 0 = off)
     sid_margin: float = 0.0       # with w_sid: an additive cosine margin (CosFace, Wang et al. 2018): the true
@@ -101,6 +108,11 @@ class TrainConfig:
     w_zbetween: float = 0.0       # between-identity share of mu's variance in the batch (not in the paper;
                                   # 0 = off): moves each identity's mean code to the others'; it needs several
                                   # images of an identity per batch, so it suits few identities (MNIST's 10)
+    zbetween_paired: bool = False # with w_zbetween: measure the between-identity share from the pairs (x1, x1')
+                                  # (losses.paired_between_share), which a batch of one pair per identity
+                                  # estimates without bias; the plain share reads about 1/2 on such a batch
+                                  # whatever z holds, and pulls each pair's codes to opposite sides (not in
+                                  # the paper)
     adv_prior_fake: bool = True   # the adversary also judges Dec(z ~ N(0, I), s2) as a fake for id2. Algorithm 1
                                   # shows it only Dec(z1, s2), so the generator's prior term meets a judge that
                                   # never saw prior samples and conditional samples come out as noise (not in
@@ -134,6 +146,11 @@ class TrainConfig:
         """Whether the identity-conditioned image adversary has a generator term to serve (and is trained)."""
         return self.w_gan > 0 and (self.gan_swap or self.gan_prior)
 
+    @property
+    def cycle(self) -> bool:
+        """Whether the swap Dec(z1, s2) is encoded again for a latent cycle term."""
+        return self.w_zcycle > 0 or self.w_scycle > 0
+
     def steps_for(self, images: int) -> int:
         """The generator steps a run over this many training images takes."""
         by_epochs = math.ceil(self.epochs * images / self.batch_size) if self.epochs > 0 else 0
@@ -153,7 +170,7 @@ class TrainConfig:
                              f"{self.zadv_steps}, {self.zadv_memory}, {self.spair_steps}")
         if self.epochs < 0:
             raise UsageError(f"epochs must be >= 0, got {self.epochs}")
-        for name in ("w_recon", "w_swap_recon", "w_kl", "w_gan", "w_sinv", "w_spair", "w_sid", "w_zadv", "w_zbetween", "lr", "adv_lr",
+        for name in ("w_recon", "w_swap_recon", "w_kl", "w_gan", "w_sinv", "w_spair", "w_zcycle", "w_scycle", "w_sid", "w_zadv", "w_zbetween", "lr", "adv_lr",
                      "shift", "light"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")

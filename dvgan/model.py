@@ -284,7 +284,8 @@ class AutoEncoder(nn.Module):
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
 
-    def forward(self, x1, x1p, x2, z_prior, critic_trunk_grad: float = 1.0, swaps: bool = True, x_more=None):
+    def forward(self, x1, x1p, x2, z_prior, critic_trunk_grad: float = 1.0, swaps: bool = True, x_more=None,
+                cycle: bool = False):
         """Algorithm 1's generator forward on a batch of B triplets; returns a dict of tensors.
 
         Encodes x1, x1', x2 in one pass and decodes Dec(z1, s1), Dec(z1, s1'), Dec(z1, s2) and
@@ -292,7 +293,9 @@ class AutoEncoder(nn.Module):
         lambda = 0) only the first two, and "x12", "xp2" are None. "mu1_critic" equals mu1, but only
         critic_trunk_grad of a gradient through it reaches the trunk; the rest stops at the z head.
         x_more (B, C, H, W), when given, is encoded in the same pass (and BatchNorm batch) and only its s
-        is returned, as "s_more" (absent without it).
+        is returned, as "s_more" (absent without it). cycle (with swaps): the swap Dec(z1, s2), detached
+        (what is read back trains the encoder alone), is encoded again in a pass of its own, as "s12" and
+        "mu12" (absent without it).
         """
         b = x1.shape[0]
         h = self.encoder.features(torch.cat([x1, x1p, x2] + ([] if x_more is None else [x_more])))
@@ -314,5 +317,7 @@ class AutoEncoder(nn.Module):
             h1 = h[:b]
             h1 = critic_trunk_grad * h1 + (1.0 - critic_trunk_grad) * h1.detach()
             mu1_critic = self.encoder.z_head(h1)
+        if cycle and swaps:
+            more["s12"], more["mu12"], _ = self.encoder(x12.detach())
         return {"x11": x11, "x11p": x11p, "x12": x12, "xp2": xp2, "mu1_critic": mu1_critic,
                 "mu1": mu1, "mu1p": mu1p, "mu2": mu2, "logvar1": logvar1, "s1": s1, "s1p": s1p, "s2": s2, **more}

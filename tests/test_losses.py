@@ -3,7 +3,8 @@ import torch
 from conftest import tiny_model_config, tiny_train_config
 from dvgan.model import CodeMemory, LatentAdversary
 from dvgan.train.loop import lr_factor
-from dvgan.train.losses import between_identity_share, within_identity_share_whitened, within_identity_spread
+from dvgan.train.losses import (between_identity_share, cycle_error, paired_between_share,
+                               within_identity_share_whitened, within_identity_spread)
 from dvgan.train.step import latent_loss
 
 
@@ -37,6 +38,32 @@ def test_whitened_spread_sees_what_varies_within_an_identity_in_a_quiet_directio
     scale = torch.linspace(0.1, 10.0, 16)
     assert torch.allclose(within_identity_share_whitened(a * scale, b * scale), within_identity_share_whitened(a, b),
                           rtol=1e-4)
+
+
+def test_cycle_error_reads_zero_when_read_back_exactly_one_for_a_random_code_and_holds_the_target():
+    g = torch.Generator().manual_seed(3)
+    target = torch.randn(4096, 8, generator=g)
+    assert float(cycle_error(target.clone(), target)) < 1e-9
+    assert abs(float(cycle_error(torch.randn(4096, 8, generator=g), target)) - 1.0) < 0.05
+    assert torch.allclose(cycle_error(3 * target + 0.3, 3 * target), cycle_error(target + 0.1, target))  # scale-free
+    again, fixed = torch.randn(16, 8, requires_grad=True), torch.randn(16, 8, requires_grad=True)
+    cycle_error(again, fixed).backward()
+    assert again.grad.abs().sum() > 0 and fixed.grad is None  # only the reading learns
+
+
+def test_paired_between_share_estimates_the_identity_offsets_where_the_plain_share_reads_one_half():
+    """One pair of codes per identity: code = offset of the identity + what varies within it, the two
+    independent; the true between-identity share is offset^2 / (offset^2 + 1)."""
+    g = torch.Generator().manual_seed(4)
+    ids = torch.arange(4096)
+    for offset in (0.0, 1.0, 3.0):
+        centre = offset * torch.randn(4096, 8, generator=g)
+        a, b = centre + torch.randn(4096, 8, generator=g), centre + torch.randn(4096, 8, generator=g)
+        true = offset ** 2 / (offset ** 2 + 1)
+        assert abs(float(paired_between_share(a, b)) - true) < 0.03
+        plain = float(between_identity_share(torch.cat([a, b]), torch.cat([ids, ids])))
+        assert abs(plain - (1 + true) / 2) < 0.03  # biased: one half with no offsets at all
+    assert torch.allclose(paired_between_share(5 * a, 5 * b), paired_between_share(a, b))
 
 
 def test_latent_critic_memory_keeps_the_newest_codes():

@@ -71,6 +71,28 @@ def test_s_invariance_term_moves_only_the_encoder(tmp_path, whiten):
     assert _moved(enc_before, t.autoencoder.encoder) and not _moved(dec_before, t.autoencoder.decoder)
 
 
+@pytest.mark.parametrize("term", ["zcycle", "scycle"])
+def test_latent_cycle_terms_reach_encoder_and_decoder_and_need_no_image_adversary(tmp_path, term):
+    """train.w_zcycle / w_scycle: the swap Dec(z1, s2) is encoded again and its mu (s) scored against mu1
+    (s2). With lambda = 0 the swap is still drawn for it; the term moves the encoder, which reads the swap
+    back, and not the decoder, which drew it; with the weight at 0 no swap is encoded again."""
+    t = Trainer(tiny_model_config(), tiny_train_config(**{f"w_{term}": 1.0}, w_gan=0.0, w_recon=0.0, w_swap_recon=0.0,
+                                                       w_kl=0.0, w_sinv=0.0, w_zadv=0.0), {"spec": "sprites:3"},
+                str(tmp_path), device="cpu")
+    enc_before, dec_before = _snapshot(t.autoencoder.encoder), _snapshot(t.autoencoder.decoder)
+    terms = t.train_step()
+    assert 0.0 < terms[term] == terms["loss"]
+    assert _moved(enc_before, t.autoencoder.encoder) and not _moved(dec_before, t.autoencoder.decoder)
+    b, ae = t.batch(), t.autoencoder
+    z = torch.randn(b.x1.shape[0], 8)
+    out = ae(b.x1, b.x1p, b.x2, z, cycle=True)
+    with torch.no_grad():
+        s12, mu12, _ = ae.encoder(out["x12"])
+    assert torch.allclose(out["s12"], s12, atol=1e-5) and torch.allclose(out["mu12"], mu12, atol=1e-5)
+    assert "s12" not in ae(b.x1, b.x1p, b.x2, z) and "zcycle" not in Trainer(
+        tiny_model_config(), tiny_train_config(), {"spec": "sprites:3"}, str(tmp_path / "off"), device="cpu").train_step()
+
+
 def test_identity_read_out_of_s_trains_the_encoder_and_its_head_only(tmp_path):
     """train.w_sid: the cross-entropy of the cosine identity head on s (for x1, x1' and x2) is a term of
     the generator loss; it moves the encoder and the head, never the decoder, and the head learns to name
@@ -557,13 +579,22 @@ def test_shift_moves_each_image_by_at_most_its_bound_and_repeats_the_edges(tmp_p
                                device="cpu").shifted(x), x)   # shift 0 leaves the images alone
 
 
-def test_between_identity_term_joins_the_generator_loss(tmp_path):
-    cfg = tiny_train_config(w_zbetween=1.0, w_gan=0.0, w_recon=0.0, w_swap_recon=0.0, w_kl=0.0, w_zadv=0.0,
-                            w_sinv=0.0)
+@pytest.mark.parametrize("paired", [False, True])
+def test_between_identity_term_joins_the_generator_loss(tmp_path, monkeypatch, paired):
+    """train.w_zbetween, with the plain share or (zbetween_paired) the one estimated from the pairs
+    (mu1, mu1'), mu2 helping with the centre; it moves z's head and not s's."""
+    import dvgan.train.step as step
+    cfg = tiny_train_config(w_zbetween=1.0, zbetween_paired=paired, w_gan=0.0, w_recon=0.0, w_swap_recon=0.0,
+                            w_kl=0.0, w_zadv=0.0, w_sinv=0.0)
     t = Trainer(tiny_model_config(), cfg, {"spec": "sprites:3"}, str(tmp_path), device="cpu")
     before = _snapshot(t.autoencoder.encoder)
+    called = []
+    for name in ("paired_between_share", "between_identity_share"):
+        real = getattr(step, name)
+        monkeypatch.setattr(step, name, lambda *a, _real=real, _name=name: called.append(_name) or _real(*a))
     terms = t.train_step()
-    assert 0.0 < terms["zbetween"] == terms["loss"]
+    assert called == ["paired_between_share" if paired else "between_identity_share"]
+    assert terms["zbetween"] == terms["loss"] and terms["zbetween"] != 0.0
     moved = _moved(before, t.autoencoder.encoder)
     assert {"to_z.weight", "to_z.bias"} & moved and not {"to_s.weight", "to_s.bias"} & moved
 

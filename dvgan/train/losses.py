@@ -15,6 +15,17 @@ def within_identity_spread(s_a: torch.Tensor, s_b: torch.Tensor, others: torch.T
     return within / (overall + 1e-8)
 
 
+def cycle_error(again: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """E||again - target||^2 / E||c - c'||^2 over independent pairs of target codes: how far a code read
+    back from a drawn image lies from the code it was drawn to show, as a fraction of how far apart two
+    codes of the batch are (0 = read back exactly, about 1 = no closer than a random code). The target
+    is held fixed: only the reading (and the drawing) learns. again, target (B, d); a 0-dim tensor.
+    """
+    target = target.detach()
+    spread = 2.0 * (target - target.mean(0)).pow(2).sum(1).mean()
+    return (again - target).pow(2).sum(1).mean() / (spread + 1e-8)
+
+
 def within_identity_share_whitened(s_a: torch.Tensor, s_b: torch.Tensor, others: torch.Tensor | None = None,
                                    shrink: float = 0.02) -> torch.Tensor:
     """within_identity_spread measured after whitening s: tr(R^-1 W) / d, with every dimension of s first
@@ -35,6 +46,21 @@ def within_identity_share_whitened(s_a: torch.Tensor, s_b: torch.Tensor, others:
     diff = (s_a - s_b) / scale                         # each row's covariance is twice the within-identity one
     within = diff.T @ diff / (2 * len(diff))
     return torch.linalg.solve(corr, within).diagonal().sum() / corr.shape[0]
+
+
+def paired_between_share(c_a: torch.Tensor, c_b: torch.Tensor, others: torch.Tensor | None = None) -> torch.Tensor:
+    """The share of the codes' variance that lies between identities, from pairs c_a[i], c_b[i] (B, d) of
+    two images of one identity: E[(c_a - m) . (c_b - m)] over E||c - m||^2, m the mean of all codes
+    (``others`` only help estimate m and the spread). What varies within an identity is independent
+    between the two images of a pair and averages out of the product, so with one pair per identity it
+    estimates sum_c ||m_c - m||^2 without the bias between_identity_share has when identities have one or
+    two codes in a batch. About 0 for codes unrelated to the identity, 1 for codes fixed by it; a single
+    batch may read below 0. A 0-dim tensor, unchanged by the codes' scale.
+    """
+    pool = torch.cat([c_a, c_b] if others is None else [c_a, c_b, others])
+    centre = pool.mean(0)
+    between = ((c_a - centre) * (c_b - centre)).sum(1).mean()
+    return between / ((pool - centre).pow(2).sum(1).mean() + 1e-8)
 
 
 def between_identity_share(codes: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:

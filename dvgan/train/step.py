@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model import kl_to_standard_normal
-from .losses import between_identity_share, within_identity_share_whitened, within_identity_spread
+from .losses import between_identity_share, cycle_error, paired_between_share, within_identity_share_whitened, within_identity_spread
 
 
 @dataclass
@@ -56,7 +56,8 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
     z_prior = torch.randn(x1.shape[0], z_dim, device=x1.device)  # X.2 = Dec(z ~ N(0, I), s2)
     grey = luma(batch.x1p) if id_head is not None and grey_copies(cfg, x1.shape[1]) else None
     with autocast():
-        out = autoencoder(x1, batch.x1p, batch.x2, z_prior, cfg.zadv_trunk_grad, cfg.image_adversary, grey)
+        out = autoencoder(x1, batch.x1p, batch.x2, z_prior, cfg.zadv_trunk_grad,
+                          cfg.image_adversary or cfg.cycle, grey, cfg.cycle)
     x11, x11p = out["x11"].float(), out["x11p"].float()
     codes = {k: out[k].float() for k in ("mu1", "mu1p", "mu2", "s1", "s1p")}
     mu1 = codes["mu1"]
@@ -82,6 +83,12 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
         # Push the latent critic's prediction towards uniform: bounded, unlike maximising its loss.
         terms["zadv_gen"] = latent_loss(latent, out["mu1_critic"].float(), batch.id1, fooled=True)[0]
         loss = loss + cfg.w_zadv * terms["zadv_gen"]
+    if cfg.w_zcycle > 0:  # the pose drawn on identity 2 reads back as z1's
+        terms["zcycle"] = cycle_error(out["mu12"].float(), mu1)
+        loss = loss + cfg.w_zcycle * terms["zcycle"]
+    if cfg.w_scycle > 0:  # identity 2 drawn in z1's pose reads back as s2
+        terms["scycle"] = cycle_error(out["s12"].float(), out["s2"].float())
+        loss = loss + cfg.w_scycle * terms["scycle"]
     if pair is not None and cfg.w_spair > 0:
         # Push the critic's answer towards 1/2 on both pairs. mu is held fixed, so only s gives way.
         terms["spair_gen"] = pair_loss(pair, codes["s1"], codes["s1p"], mu1.detach(), fooled=True)[0]
@@ -99,8 +106,11 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
         terms["sid"] = F.cross_entropy(logits, target)
         loss = loss + cfg.w_sid * terms["sid"]
     if cfg.w_zbetween > 0:
-        terms["zbetween"] = between_identity_share(torch.cat([mu1, codes["mu1p"], codes["mu2"]]),
-                                                   torch.cat([batch.id1, batch.id1, batch.id2]))
+        if cfg.zbetween_paired:
+            terms["zbetween"] = paired_between_share(mu1, codes["mu1p"], codes["mu2"])
+        else:
+            terms["zbetween"] = between_identity_share(torch.cat([mu1, codes["mu1p"], codes["mu2"]]),
+                                                       torch.cat([batch.id1, batch.id1, batch.id2]))
         loss = loss + cfg.w_zbetween * terms["zbetween"]
     opt.zero_grad(set_to_none=True)
     loss.backward()
