@@ -15,7 +15,6 @@ TRUNKS = ("conv5", "conv3")  # paper: conv5 for MNIST/Sprites, conv3 for NORB/Ya
 
 # train.light_on: which of (x1, x1', x2) are relit
 LIGHT_ON = {"all": (True, True, True), "swap": (False, True, False)}
-ZBETWEEN_FROM = ("batch", "pairs", "memory")
 
 
 @dataclass
@@ -109,13 +108,11 @@ class TrainConfig:
     w_zbetween: float = 0.0       # between-identity share of mu's variance in the batch (not in the paper;
                                   # 0 = off): moves each identity's mean code to the others'; it needs several
                                   # images of an identity per batch, so it suits few identities (MNIST's 10)
-    zbetween_from: str = "batch"  # with w_zbetween, where the between-identity share of mu is measured: "batch"
-                                  # (losses.between_identity_share over the batch's codes: with one pair of
-                                  # codes per identity it reads about 1/2 whatever z holds, and pulls the two
-                                  # codes of a pair to opposite sides), "pairs" (losses.paired_between_share:
-                                  # from the pairs (mu1, mu1'), without that bias, but noisy), or "memory"
-                                  # (model.IdentityMeans: against each identity's running mean, per dimension
-                                  # of mu, so the few dimensions that carry the pose count as much as the rest)
+    zbetween_paired: bool = False # with w_zbetween: measure the between-identity share from the pairs (x1, x1')
+                                  # (losses.paired_between_share), which a batch of one pair per identity
+                                  # estimates without bias; the plain share reads about 1/2 on such a batch
+                                  # whatever z holds, and pulls each pair's codes to opposite sides (not in
+                                  # the paper)
     adv_prior_fake: bool = True   # the adversary also judges Dec(z ~ N(0, I), s2) as a fake for id2. Algorithm 1
                                   # shows it only Dec(z1, s2), so the generator's prior term meets a judge that
                                   # never saw prior samples and conditional samples come out as noise (not in
@@ -179,9 +176,6 @@ class TrainConfig:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.flip <= 1.0:
             raise UsageError(f"flip must be in [0, 1], got {self.flip}")
-        if self.zbetween_from not in ZBETWEEN_FROM:
-            raise UsageError(f"zbetween_from must be one of {', '.join(map(repr, ZBETWEEN_FROM))}, "
-                             f"got {self.zbetween_from!r}")
         if self.light_on not in LIGHT_ON:
             raise UsageError(f"light_on must be one of {', '.join(map(repr, LIGHT_ON))}, got {self.light_on!r}")
         if not 0.0 <= self.sid_margin < 1.0:

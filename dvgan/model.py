@@ -261,47 +261,6 @@ class CodeMemory(nn.Module):
         return self.codes[pick], self.ids[pick]
 
 
-class IdentityMeans(nn.Module):
-    """Each training identity's running mean code, beside the running mean and variance (per dimension)
-    of all codes: exponential averages, at rate, over the batches that show them. A batch holds one or two
-    codes of most identities; this holds what many batches saw of each, so an identity's offset from the
-    rest is estimated from far more codes. Buffers, so checkpoints carry it; each process keeps its own.
-    """
-
-    def __init__(self, num_ids: int, dim: int, rate: float = 0.1):
-        super().__init__()
-        self.rate = rate
-        self.register_buffer("means", torch.zeros(num_ids, dim))
-        self.register_buffer("known", torch.zeros(num_ids, dtype=torch.bool))
-        self.register_buffer("centre", torch.zeros(dim))
-        self.register_buffer("var", torch.ones(dim))
-        self.register_buffer("seen", torch.zeros((), dtype=torch.long))
-
-    @torch.no_grad()
-    def update(self, codes: torch.Tensor, ids: torch.Tensor) -> None:
-        """Fold a batch of detached codes (N, dim) of identities ids (N,) into the averages; an identity
-        seen for the first time starts at its batch mean, as do the centre and variance at the first batch."""
-        codes = codes.detach().float()
-        rate = 1.0 if int(self.seen) == 0 else self.rate
-        self.centre.lerp_(codes.mean(0), rate)
-        self.var.lerp_(codes.var(0, unbiased=False).clamp_min(1e-6), rate)
-        uniq, group = torch.unique(ids, return_inverse=True)
-        counts = torch.bincount(group, minlength=len(uniq)).to(codes.dtype)[:, None]
-        batch_means = torch.zeros(len(uniq), codes.shape[1], device=codes.device).index_add(0, group, codes) / counts
-        step = torch.where(self.known[uniq], self.rate, 1.0)[:, None]
-        self.means[uniq] = self.means[uniq] + step * (batch_means - self.means[uniq])
-        self.known[uniq] = True
-        self.seen += len(ids)
-
-    def share(self, codes: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """The between-identity share of the codes' variance, per dimension and averaged over dimensions:
-        E[(c - m) (m_id - m) / v] with m, v the running centre and variance and m_id the running mean of
-        the code's identity, held fixed. Its gradient moves each code against its identity's offset from
-        the rest; 0 when every identity has one mean, 1 when each identity's codes are one point. 0-dim."""
-        offset = ((self.means[ids] - self.centre) / self.var).detach()
-        return ((codes - self.centre) * offset).sum(1).mean() / codes.shape[1]
-
-
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """z ~ N(mu, exp(logvar)); logvar is log(sigma^2). eps from torch's global generator, or from
     generator (on mu's device) when one is given."""

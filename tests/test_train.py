@@ -579,13 +579,12 @@ def test_shift_moves_each_image_by_at_most_its_bound_and_repeats_the_edges(tmp_p
                                device="cpu").shifted(x), x)   # shift 0 leaves the images alone
 
 
-@pytest.mark.parametrize("source", ["batch", "pairs", "memory"])
-def test_between_identity_term_joins_the_generator_loss(tmp_path, monkeypatch, source):
-    """train.w_zbetween, measured as train.zbetween_from says: over the batch, from the pairs (mu1, mu1'), or
-    against each identity's running mean (model.IdentityMeans, checkpointed); it moves z's head and not s's."""
+@pytest.mark.parametrize("paired", [False, True])
+def test_between_identity_term_joins_the_generator_loss(tmp_path, monkeypatch, paired):
+    """train.w_zbetween, with the plain share or (zbetween_paired) the one estimated from the pairs
+    (mu1, mu1'), mu2 helping with the centre; it moves z's head and not s's."""
     import dvgan.train.step as step
-    from dvgan.model import IdentityMeans
-    cfg = tiny_train_config(w_zbetween=1.0, zbetween_from=source, w_gan=0.0, w_recon=0.0, w_swap_recon=0.0,
+    cfg = tiny_train_config(w_zbetween=1.0, zbetween_paired=paired, w_gan=0.0, w_recon=0.0, w_swap_recon=0.0,
                             w_kl=0.0, w_zadv=0.0, w_sinv=0.0)
     t = Trainer(tiny_model_config(), cfg, {"spec": "sprites:3"}, str(tmp_path), device="cpu")
     before = _snapshot(t.autoencoder.encoder)
@@ -593,43 +592,11 @@ def test_between_identity_term_joins_the_generator_loss(tmp_path, monkeypatch, s
     for name in ("paired_between_share", "between_identity_share"):
         real = getattr(step, name)
         monkeypatch.setattr(step, name, lambda *a, _real=real, _name=name: called.append(_name) or _real(*a))
-    monkeypatch.setattr(IdentityMeans, "share", lambda self, *a, _real=IdentityMeans.share: called.append("memory")
-                        or _real(self, *a))
     terms = t.train_step()
-    assert called == [{"batch": "between_identity_share", "pairs": "paired_between_share", "memory": "memory"}[source]]
+    assert called == ["paired_between_share" if paired else "between_identity_share"]
     assert terms["zbetween"] == terms["loss"] and terms["zbetween"] != 0.0
     moved = _moved(before, t.autoencoder.encoder)
     assert {"to_z.weight", "to_z.bias"} & moved and not {"to_s.weight", "to_s.bias"} & moved
-    assert (t.means is not None) == (source == "memory")
-    if source == "memory":
-        assert bool(t.means.known.any()) and set(t.state_dict()["identity_means"]) >= {"means", "known", "centre"}
-    with pytest.raises(UsageError, match="zbetween_from"):
-        tiny_train_config(zbetween_from="nowhere").validate()
-
-
-def test_identity_means_follow_each_identity_and_read_its_offset():
-    """model.IdentityMeans: an identity seen first starts at its batch mean, then moves at its rate; the
-    share is about 0 for codes unrelated to the identity and near offset^2 / (offset^2 + 1) per dimension
-    when each identity's codes sit around an offset of their own."""
-    from dvgan.model import IdentityMeans
-    g = torch.Generator().manual_seed(5)
-    means = IdentityMeans(num_ids=50, dim=4, rate=0.1)
-    means.update(torch.full((2, 4), 3.0), torch.tensor([7, 7]))
-    assert torch.allclose(means.means[7], torch.full((4,), 3.0)) and not bool(means.known[8])
-    means.update(torch.full((1, 4), 13.0), torch.tensor([7]))
-    assert torch.allclose(means.means[7], torch.full((4,), 4.0))  # 3 + 0.1 x (13 - 3)
-    for offset, true in ((0.0, 0.0), (2.0, 0.8)):
-        means, centres = IdentityMeans(num_ids=50, dim=4, rate=0.1), offset * torch.randn(50, 4, generator=g)
-        for _ in range(300):
-            ids = torch.randint(50, (64,), generator=g)
-            codes = centres[ids] + torch.randn(64, 4, generator=g)
-            means.update(codes, ids)
-        ids = torch.randint(50, (4096,), generator=g)
-        share = float(means.share(centres[ids] + torch.randn(4096, 4, generator=g), ids))
-        assert abs(share - true) < 0.12, (offset, share)
-    codes = torch.randn(8, 4, requires_grad=True)
-    means.share(codes, torch.arange(8)).backward()
-    assert codes.grad.abs().sum() > 0  # the codes learn; the running means are held fixed
 
 
 def test_steps_that_fit_follow_the_pace_and_stay_within_the_plan():

@@ -16,8 +16,7 @@ import torch.distributed as dist
 from .. import data as data_mod
 from ..errors import RuntimeFailure, UsageError
 from ..config import LIGHT_ON, ModelConfig, TrainConfig, from_dict, to_dict
-from ..model import (Adversary, AutoEncoder, CodeMemory, IdentityHead, IdentityMeans, LatentAdversary, PairCritic,
-                     pixel_centres)
+from ..model import Adversary, AutoEncoder, CodeMemory, IdentityHead, LatentAdversary, PairCritic, pixel_centres
 from .. import prior
 from ..figures import save_png, swap_grid, training_curves
 from ..files import atomic_write
@@ -100,8 +99,6 @@ class Trainer:
         self.pair = PairCritic(self.model_cfg).to(self.device) if train_cfg.w_spair > 0 else None
         self.pair_memory = CodeMemory(2 * self.model_cfg.s_dim + self.model_cfg.z_dim,  # (s1, s1', mu1)
                                       train_cfg.zadv_memory).to(self.device) if self.pair else None
-        self.means = IdentityMeans(self.model_cfg.num_ids, self.model_cfg.z_dim).to(self.device) \
-            if train_cfg.w_zbetween > 0 and train_cfg.zbetween_from == "memory" else None
         critic_params = [p for m in (self.adversary, self.latent, self.pair) if m is not None for p in m.parameters()]
         self.opt_adv = optimizer(critic_params, train_cfg.adv_lr, train_cfg)
         self.ae_run, self.adv_run, self.latent_run = self.autoencoder, self.adversary, self.latent
@@ -182,7 +179,7 @@ class Trainer:
             group["lr"] = cfg.lr * lr_factor(cfg, self.step)
         terms, fakes, codes = generator_step(self.ae_run, self.adversary, self.opt_gen, cfg, batch,
                                              self.model_cfg.z_dim, self.latent, self.autocast, self.id_head_run,
-                                             self.pair, self.means)
+                                             self.pair)
         critics = cfg.image_adversary or self.latent is not None or self.pair is not None
         if critics and self.step % cfg.adv_every == 0:
             terms.update(adversary_step(self.adv_run, self.opt_adv, cfg, fakes, batch, self.latent_run, codes,
@@ -211,7 +208,6 @@ class Trainer:
             "identity_head": self.id_head.state_dict() if self.id_head else {},
             "pair_critic": self.pair.state_dict() if self.pair else {},
             "pair_memory": self.pair_memory.state_dict() if self.pair_memory else {},
-            "identity_means": self.means.state_dict() if self.means else {},
             "opt_gen": self.opt_gen.state_dict(),
             "opt_adv": self.opt_adv.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "sampler": self.sampler.state_dict()["generator"],
@@ -230,8 +226,6 @@ class Trainer:
         if self.pair is not None:
             self.pair.load_state_dict(state["pair_critic"])
             self.pair_memory.load_state_dict(state["pair_memory"])
-        if self.means is not None:
-            self.means.load_state_dict(state["identity_means"])
         self.opt_gen.load_state_dict(state["opt_gen"])
         self.opt_adv.load_state_dict(state["opt_adv"])
         self.step = int(state["step"])

@@ -39,13 +39,12 @@ def _requires_grad(modules, flag: bool) -> None:
 
 
 def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, latent=None, autocast=None,
-                   id_head=None, pair=None, means=None):
+                   id_head=None, pair=None):
     """Update encoder and decoder on a batch of triplets; the critics' weights stay frozen.
 
     autoencoder: the AutoEncoder (possibly DDP-wrapped); adversary, latent: the plain critic modules
     (latent only when cfg.w_zadv > 0); id_head: the IdentityHead on s (only when cfg.w_sid > 0), whose
-    weights opt updates with the autoencoder's; pair: the PairCritic (only when cfg.w_spair > 0); means: the
-    IdentityMeans of mu (only when cfg.w_zbetween > 0 and cfg.zbetween_from == "memory"), updated here.
+    weights opt updates with the autoencoder's; pair: the PairCritic (only when cfg.w_spair > 0).
     Returns (loss terms as 0-dim tensors, the adversary's fakes for id2 (detached Dec(z1, s2), then
     Dec(z_prior, s2) when cfg.adv_prior_fake; None when lambda = 0), detached codes {mu1, mu1p, mu2, s1,
     s1p}).
@@ -107,10 +106,7 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
         terms["sid"] = F.cross_entropy(logits, target)
         loss = loss + cfg.w_sid * terms["sid"]
     if cfg.w_zbetween > 0:
-        if cfg.zbetween_from == "memory":
-            means.update(torch.cat([mu1, codes["mu1p"], codes["mu2"]]), torch.cat([batch.id1, batch.id1, batch.id2]))
-            terms["zbetween"] = means.share(torch.cat([mu1, codes["mu1p"]]), torch.cat([batch.id1, batch.id1]))
-        elif cfg.zbetween_from == "pairs":
+        if cfg.zbetween_paired:
             terms["zbetween"] = paired_between_share(mu1, codes["mu1p"], codes["mu2"])
         else:
             terms["zbetween"] = between_identity_share(torch.cat([mu1, codes["mu1p"], codes["mu2"]]),
