@@ -108,11 +108,12 @@ class TrainConfig:
     w_zbetween: float = 0.0       # between-identity share of mu's variance in the batch (not in the paper;
                                   # 0 = off): moves each identity's mean code to the others'; it needs several
                                   # images of an identity per batch, so it suits few identities (MNIST's 10)
-    zbetween_paired: bool = False # with w_zbetween: measure the between-identity share from the pairs (x1, x1')
-                                  # (losses.paired_between_share), which a batch of one pair per identity
-                                  # estimates without bias; the plain share reads about 1/2 on such a batch
-                                  # whatever z holds, and pulls each pair's codes to opposite sides (not in
-                                  # the paper)
+    zbetween_paired: bool = False # with w_zbetween: measure the between-identity share from the pairs (x1, x1'),
+                                  # per dimension of mu (losses.paired_between_share): a batch of one pair per
+                                  # identity estimates it without bias, and the few dimensions a decoder may
+                                  # read the pose from count as much as the rest; the plain share reads about
+                                  # 1/2 on such a batch whatever z holds, and pulls each pair's codes to
+                                  # opposite sides (not in the paper)
     adv_prior_fake: bool = True   # the adversary also judges Dec(z ~ N(0, I), s2) as a fake for id2. Algorithm 1
                                   # shows it only Dec(z1, s2), so the generator's prior term meets a judge that
                                   # never saw prior samples and conditional samples come out as noise (not in

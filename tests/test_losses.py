@@ -63,7 +63,10 @@ def test_paired_between_share_estimates_the_identity_offsets_where_the_plain_sha
         assert abs(float(paired_between_share(a, b)) - true) < 0.03
         plain = float(between_identity_share(torch.cat([a, b]), torch.cat([ids, ids])))
         assert abs(plain - (1 + true) / 2) < 0.03  # biased: one half with no offsets at all
-    assert torch.allclose(paired_between_share(5 * a, 5 * b), paired_between_share(a, b))
+    scale = torch.linspace(0.1, 10.0, 8)
+    assert torch.allclose(paired_between_share(a * scale, b * scale), paired_between_share(a, b), rtol=1e-4)
+    a[:, 4:], b[:, 4:] = a[:, 4:] / 10, b[:, 4:] / 10  # half the dimensions quiet: they weigh as much
+    assert abs(float(paired_between_share(a, b)) - true) < 0.03
 
 
 def test_latent_critic_memory_keeps_the_newest_codes():

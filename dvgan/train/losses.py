@@ -50,17 +50,19 @@ def within_identity_share_whitened(s_a: torch.Tensor, s_b: torch.Tensor, others:
 
 def paired_between_share(c_a: torch.Tensor, c_b: torch.Tensor, others: torch.Tensor | None = None) -> torch.Tensor:
     """The share of the codes' variance that lies between identities, from pairs c_a[i], c_b[i] (B, d) of
-    two images of one identity: E[(c_a - m) . (c_b - m)] over E||c - m||^2, m the mean of all codes
-    (``others`` only help estimate m and the spread). What varies within an identity is independent
-    between the two images of a pair and averages out of the product, so with one pair per identity it
-    estimates sum_c ||m_c - m||^2 without the bias between_identity_share has when identities have one or
-    two codes in a batch. About 0 for codes unrelated to the identity, 1 for codes fixed by it; a single
-    batch may read below 0. A 0-dim tensor, unchanged by the codes' scale.
+    two images of one identity, per dimension and averaged over the dimensions: E[(c_a - m)(c_b - m)] / v,
+    m and v each dimension's mean and variance over all the codes (``others`` only help estimate them).
+    What varies within an identity is independent between the two images of a pair and averages out of
+    the product, so with one pair per identity it estimates each dimension's between-identity share
+    without the bias between_identity_share has when identities have one or two codes in a batch; and
+    a few dimensions that carry an identity's offset (a decoder may read the pose from only a few) count
+    as much as the many that do not. About 0 for codes unrelated to the identity, 1 for codes fixed by
+    it; a single batch may read below 0. A 0-dim tensor, unchanged by each dimension's scale.
     """
     pool = torch.cat([c_a, c_b] if others is None else [c_a, c_b, others])
-    centre = pool.mean(0)
-    between = ((c_a - centre) * (c_b - centre)).sum(1).mean()
-    return between / ((pool - centre).pow(2).sum(1).mean() + 1e-8)
+    centre, var = pool.mean(0), pool.var(0, unbiased=False)
+    between = ((c_a - centre) * (c_b - centre)).mean(0)
+    return (between / (var + 1e-12)).mean()
 
 
 def between_identity_share(codes: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
