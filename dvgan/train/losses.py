@@ -19,7 +19,7 @@ def cycle_error(again: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """E||again - target||^2 / E||c - c'||^2 over independent pairs of target codes: how far a code read
     back from a drawn image lies from the code it was drawn to show, as a fraction of how far apart two
     codes of the batch are (0 = read back exactly, about 1 = no closer than a random code). The target
-    is held fixed: only the reading (and the drawing) learns. again, target (B, d); a 0-dim tensor.
+    is held fixed: only the reading learns. again, target (B, d); a 0-dim tensor.
     """
     target = target.detach()
     spread = 2.0 * (target - target.mean(0)).pow(2).sum(1).mean()
