@@ -19,17 +19,17 @@ import torch
 from dvgan.data.preprocess import uint8_to_float
 from dvgan.eval.analogies import image_scores, pairs
 from dvgan.eval.suite import load_run
+from dvgan.train.losses import between_identity_share
 
 N_PAIRS = 300  # as `dvgan eval`'s analogies
 POSE = ("shift x", "shift y", "log scale", "turn")
 
 
-def between_share(codes: torch.Tensor, ids: np.ndarray) -> tuple:
-    """(share of the codes' variance between identities, each code's identity mean (N, d))."""
-    means = {i: codes[ids == i].mean(0) for i in np.unique(ids)}
-    m = torch.stack([means[i] for i in ids])
-    centre = codes.mean(0)
-    return float((m - centre).pow(2).sum() / (codes - centre).pow(2).sum()), m
+def identity_means(codes: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Each code's identity mean, (N, d)."""
+    uniq, group = torch.unique(ids, return_inverse=True)
+    sums = torch.zeros(len(uniq), codes.shape[1]).index_add(0, group, codes)
+    return (sums / torch.bincount(group)[:, None])[group]
 
 
 @torch.no_grad()
@@ -41,7 +41,8 @@ def main(run_dir: str) -> None:
     test = np.asarray(run["split"]["test"], dtype=np.int64)
     ids = data.labels[test]
     s, mu, _ = enc(torch.from_numpy(data.float_images(test)))
-    share, m = between_share(mu, ids)
+    labels = torch.from_numpy(np.asarray(ids, dtype=np.int64))
+    share, m = float(between_identity_share(mu, labels)), identity_means(mu, labels)
     a, b = pairs(ids, N_PAIRS, 0)
     truth, found = data.swap_truth(test[a], test[b])
     a, b, truth = a[found], b[found], uint8_to_float(truth[found])
@@ -53,7 +54,8 @@ def main(run_dir: str) -> None:
     if dec.from_z is None:  # the warping decoder
         pose = dec.to_pose(mu)
         print("  the warp's pose from mu, between-identity share: " +
-              ", ".join(f"{name} {between_share(pose[:, k:k + 1], ids)[0]:.2f}" for k, name in enumerate(POSE)))
+              ", ".join(f"{name} {float(between_identity_share(pose[:, k:k + 1], labels)):.2f}"
+                        for k, name in enumerate(POSE)))
 
 
 if __name__ == "__main__":

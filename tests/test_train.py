@@ -72,7 +72,7 @@ def test_s_invariance_term_moves_only_the_encoder(tmp_path, whiten):
 
 
 @pytest.mark.parametrize("term", ["zcycle", "scycle"])
-def test_latent_cycle_terms_reach_encoder_and_decoder_and_need_no_image_adversary(tmp_path, term):
+def test_latent_cycle_terms_train_the_encoder_alone_and_need_no_image_adversary(tmp_path, term):
     """train.w_zcycle / w_scycle: the swap Dec(z1, s2) is encoded again and its mu (s) scored against mu1
     (s2). With lambda = 0 the swap is still drawn for it; the term moves the encoder, which reads the swap
     back, and not the decoder, which drew it; with the weight at 0 no swap is encoded again."""
