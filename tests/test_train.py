@@ -58,6 +58,24 @@ def test_adversarial_terms_are_switchable(tmp_path):
     assert "gan_swap" in terms and "gan_prior" not in terms
 
 
+def test_image_adversary_joins_at_gan_from_share_of_the_steps(tmp_path):
+    """train.gan_from: the first steps run as lambda = 0 (no adversarial terms, the adversary untouched,
+    the latent critic still learning); from gan_from x steps on, the adversary judges and learns."""
+    t = Trainer(tiny_model_config(), tiny_train_config(steps=4, gan_from=0.5), {"spec": "sprites:3"}, str(tmp_path),
+                device="cpu")
+    adv_before = _snapshot(t.adversary)
+    for _ in range(2):
+        terms = t.train_step()
+        assert "gan_swap" not in terms and "adv" not in terms and "zadv" in terms
+    assert _moved(adv_before, t.adversary) == set()
+    terms = t.train_step()
+    assert {"gan_swap", "gan_prior", "adv"} <= set(terms)
+    assert _moved(adv_before, t.adversary) == set(adv_before)
+    assert t.train_cfg.w_gan > 0  # the run's own config is left as it was
+    with pytest.raises(UsageError, match="gan_from"):
+        tiny_train_config(gan_from=1.0).validate()
+
+
 @pytest.mark.parametrize("whiten", [False, True])
 def test_s_invariance_term_moves_only_the_encoder(tmp_path, whiten):
     """The within-identity spread of s (plain or whitened) is a term of the generator loss; it reaches the

@@ -171,6 +171,8 @@ class Trainer:
     def train_step(self) -> dict:
         """One Algorithm 1 iteration; returns the loss terms as floats."""
         cfg = self.train_cfg
+        if self.step < cfg.gan_from * cfg.steps:  # the image adversary has not joined yet
+            cfg = dataclasses.replace(cfg, w_gan=0.0)
         for m in (self.autoencoder, self.adversary, self.latent, self.pair):
             if m is not None:
                 m.train()
