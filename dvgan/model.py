@@ -5,6 +5,8 @@ is log(sigma^2) everywhere: z = mu + exp(0.5 * logvar) * eps.
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -276,6 +278,21 @@ def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tenso
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
 
 
+@contextlib.contextmanager
+def running_stats_kept(module: nn.Module):
+    """Inside: the module's BatchNorm layers normalise with each batch's statistics as in training, but
+    their running statistics (what eval mode reads) stay as they are (momentum 0)."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+
+
 class AutoEncoder(nn.Module):
     """Encoder and decoder together: the parameters the generator step updates (and DDP wraps)."""
 
@@ -295,7 +312,8 @@ class AutoEncoder(nn.Module):
         x_more (B, C, H, W), when given, is encoded in the same pass (and BatchNorm batch) and only its s
         is returned, as "s_more" (absent without it). cycle (with swaps): the swap Dec(z1, s2), detached
         (what is read back trains the encoder alone), is encoded again in a pass of its own, as "s12" and
-        "mu12" (absent without it).
+        "mu12" (absent without it), with the batch's own BatchNorm statistics and without adding them to
+        the running ones, which stay those of real images.
         """
         b = x1.shape[0]
         h = self.encoder.features(torch.cat([x1, x1p, x2] + ([] if x_more is None else [x_more])))
@@ -318,6 +336,7 @@ class AutoEncoder(nn.Module):
             h1 = critic_trunk_grad * h1 + (1.0 - critic_trunk_grad) * h1.detach()
             mu1_critic = self.encoder.z_head(h1)
         if cycle and swaps:
-            more["s12"], more["mu12"], _ = self.encoder(x12.detach())
+            with running_stats_kept(self.encoder):  # drawn images must not move what eval mode reads
+                more["s12"], more["mu12"], _ = self.encoder(x12.detach())
         return {"x11": x11, "x11p": x11p, "x12": x12, "xp2": xp2, "mu1_critic": mu1_critic,
                 "mu1": mu1, "mu1p": mu1p, "mu2": mu2, "logvar1": logvar1, "s1": s1, "s1p": s1p, "s2": s2, **more}

@@ -107,6 +107,16 @@ def test_latent_cycle_terms_train_the_encoder_alone_and_need_no_image_adversary(
     with torch.no_grad():
         s12, mu12, _ = ae.encoder(out["x12"])
     assert torch.allclose(out["s12"], s12, atol=1e-5) and torch.allclose(out["mu12"], mu12, atol=1e-5)
+    # The running BatchNorm statistics take in the real batch only, not the drawn images read back.
+    start = {k: v.clone() for k, v in ae.encoder.state_dict().items()}
+    stats = lambda: [v.clone() for k, v in ae.encoder.state_dict().items() if "running" in k]
+    ae(b.x1, b.x1p, b.x2, z)
+    real_only = stats()
+    ae.encoder.load_state_dict(start)
+    ae(b.x1, b.x1p, b.x2, z, cycle=True)
+    assert all(torch.equal(u, v) for u, v in zip(real_only, stats()))
+    ae.encoder(out["x12"].detach())  # a plain training pass of them would have moved the statistics
+    assert not all(torch.equal(u, v) for u, v in zip(real_only, stats()))
     assert "s12" not in ae(b.x1, b.x1p, b.x2, z) and "zcycle" not in Trainer(
         tiny_model_config(), tiny_train_config(), {"spec": "sprites:3"}, str(tmp_path / "off"), device="cpu").train_step()
 
