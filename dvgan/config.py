@@ -117,6 +117,11 @@ class TrainConfig:
                                   # read the pose from count as much as the rest; the plain share reads about
                                   # 1/2 on such a batch whatever z holds, and pulls each pair's codes to
                                   # opposite sides (not in the paper)
+    zbetween_read: bool = False   # with w_zbetween: measure the share on what the decoder reads from mu (Decoder.
+                                  # read_z: the warp's pose, or the features z adds to s's) instead of mu, the
+                                  # decoder's weights held: an offset of each identity in the few directions
+                                  # of mu the decoder draws from weighs little in mu's whole variance (not in
+                                  # the paper)
     adv_prior_fake: bool = True   # the adversary also judges Dec(z ~ N(0, I), s2) as a fake for id2. Algorithm 1
                                   # shows it only Dec(z1, s2), so the generator's prior term meets a judge that
                                   # never saw prior samples and conditional samples come out as noise (not in

@@ -112,6 +112,12 @@ class Decoder(nn.Module):
             return self._move(self.draw(self.from_s(s)), z)
         return self.draw(self.from_s(s) + self.from_z(z))
 
+    def read_z(self, z: torch.Tensor) -> torch.Tensor:
+        """What the decoder reads from z, with its weights held (no gradient reaches them): the pose
+        (shift x, shift y, log scale, turn; with warp) or the features z adds to s's (B, 4w * b * b)."""
+        layer = self.to_pose if self.from_z is None else self.from_z
+        return torch.nn.functional.linear(z, layer.weight.detach(), layer.bias.detach())
+
     def draw(self, h: torch.Tensor) -> torch.Tensor:
         """(B, 4w * b * b) features -> image (B, C, H, W); with warp, from_s(s) gives the template."""
         h = h.view(-1, self.base_ch, self.base, self.base)         # (B, 4w, b, b)

@@ -627,6 +627,27 @@ def test_between_identity_term_joins_the_generator_loss(tmp_path, monkeypatch, p
     assert {"to_z.weight", "to_z.bias"} & moved and not {"to_s.weight", "to_s.bias"} & moved
 
 
+@pytest.mark.parametrize("warp", [False, True])
+def test_between_identity_term_on_what_the_decoder_reads_moves_the_encoder_alone(tmp_path, monkeypatch, warp):
+    """train.zbetween_read: the share is measured on Decoder.read_z(mu) (the warp's pose, or the
+    features z adds to s's), whose weights are held: the term moves z's head and leaves the decoder."""
+    import dvgan.train.step as step
+    cfg = tiny_train_config(w_zbetween=1.0, zbetween_paired=True, zbetween_read=True, w_gan=0.0, w_recon=0.0,
+                            w_swap_recon=0.0, w_kl=0.0, w_zadv=0.0, w_sinv=0.0)
+    t = Trainer(tiny_model_config(warp=warp), cfg, {"spec": "sprites:3"}, str(tmp_path), device="cpu")
+    if warp:  # the pose layer starts at zero, which reads no pose at all
+        torch.nn.init.normal_(t.autoencoder.decoder.to_pose.weight)
+    widths = []
+    real = step.paired_between_share
+    monkeypatch.setattr(step, "paired_between_share", lambda a, *r: widths.append(a.shape[1]) or real(a, *r))
+    enc_before, dec_before = _snapshot(t.autoencoder.encoder), _snapshot(t.autoencoder.decoder)
+    terms = t.train_step()
+    assert widths == [4 if warp else t.autoencoder.decoder.from_z.out_features]
+    assert terms["zbetween"] == terms["loss"] and terms["zbetween"] != 0.0
+    assert {"to_z.weight", "to_z.bias"} & _moved(enc_before, t.autoencoder.encoder)
+    assert not _moved(dec_before, t.autoencoder.decoder)
+
+
 def test_steps_that_fit_follow_the_pace_and_stay_within_the_plan():
     from dvgan.train.loop import steps_that_fit
     assert steps_that_fit(10, 10, 5.0, 3.0, 100) == 16     # 0.5 s a step, 3 s left: 6 more steps

@@ -106,10 +106,12 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
         terms["sid"] = F.cross_entropy(logits, target)
         loss = loss + cfg.w_sid * terms["sid"]
     if cfg.w_zbetween > 0:
+        read = getattr(autoencoder, "module", autoencoder).decoder.read_z if cfg.zbetween_read else (lambda u: u)
+        u1, u1p, u2 = (read(u) for u in (mu1, codes["mu1p"], codes["mu2"]))
         if cfg.zbetween_paired:
-            terms["zbetween"] = paired_between_share(mu1, codes["mu1p"], codes["mu2"])
+            terms["zbetween"] = paired_between_share(u1, u1p, u2)
         else:
-            terms["zbetween"] = between_identity_share(torch.cat([mu1, codes["mu1p"], codes["mu2"]]),
+            terms["zbetween"] = between_identity_share(torch.cat([u1, u1p, u2]),
                                                        torch.cat([batch.id1, batch.id1, batch.id2]))
         loss = loss + cfg.w_zbetween * terms["zbetween"]
     opt.zero_grad(set_to_none=True)
