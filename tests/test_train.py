@@ -657,6 +657,22 @@ def test_steps_that_fit_follow_the_pace_and_stay_within_the_plan():
     assert steps_that_fit(50, 10, 10.0, 4.0, 100) == 54    # resumed: the pace is this session's steps only
 
 
+def test_steps_that_fit_with_an_adversary_that_joins_late_count_both_paces():
+    """train.gan_from 0.5: steps before the join cost early_seconds / early_steps, the rest their own
+    pace, or JOINED_STEP_COST times the early one until enough of them have been timed."""
+    from dvgan.train.loop import JOINED_STEP_COST, steps_that_fit
+    early, joined = 0.5, 0.5 * JOINED_STEP_COST
+    # 10 early steps in 5 s, 100 s left: n with (n/2 - 10) early steps and n/2 joined ones in 100 s
+    n = steps_that_fit(10, 10, 5.0, 100.0, 1000, 0.5, 10, 5.0)
+    assert n == int((100.0 + 10 * early) / (0.5 * early + 0.5 * joined))
+    assert abs((n / 2 - 10) * early + n / 2 * joined - 100.0) < joined  # the time left, spent
+    assert n < steps_that_fit(10, 10, 5.0, 100.0, 1000)                 # fewer than at the early pace alone
+    # joined at step 60: 40 joined steps took 40 s (1 s each), 50 s left: 50 more, all joined
+    assert steps_that_fit(100, 100, 70.0, 50.0, 1000, 0.5, 60, 30.0) == 150
+    assert steps_that_fit(10, 10, 5.0, 1e6, 1000, 0.5, 10, 5.0) == 1000  # never past the plan
+    assert steps_that_fit(10, 10, 5.0, 0.0, 1000, 0.5, 10, 5.0) == 10
+
+
 def test_a_time_budget_stops_the_run_and_records_what_it_cut(tmp_path):
     from dvgan.train.loop import PACE_AFTER_STEPS
     out = str(tmp_path / "run")
@@ -671,6 +687,11 @@ def test_a_time_budget_stops_the_run_and_records_what_it_cut(tmp_path):
     assert config["train"]["steps"] == PACE_AFTER_STEPS
     assert config["time_budget"] == {"seconds": 1e-3, "planned_steps": 40}
     assert json.loads(open(os.path.join(out, "metrics.jsonl")).read().splitlines()[-1])["step"] == PACE_AFTER_STEPS
+
+    late = str(tmp_path / "late")  # the same with an adversary that joins at half the steps
+    summary = train(tiny_model_config(), tiny_train_config(steps=40, log_every=2, ckpt_every=100, gan_from=0.5),
+                    {"spec": "sprites:3"}, late, device="cpu", progress=False, time_budget=1e-3)
+    assert summary["steps"] == PACE_AFTER_STEPS and load_checkpoint(late)["train_config"]["steps"] == PACE_AFTER_STEPS
 
     roomy = str(tmp_path / "roomy")  # a budget with room to spare changes nothing
     summary = train(tiny_model_config(), tiny_train_config(steps=4), {"spec": "sprites:3"}, roomy, device="cpu",

@@ -339,15 +339,31 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, data_cfg: dict, out_di
 
 # The pace is measured over the steps run so far; the first few include one-off start-up work.
 PACE_AFTER_STEPS = 10
+# What a step with the image adversary costs against one before it joins (train.gan_from), until the run
+# has timed enough of its own: 1.7 on a CPU (the demo's recipe, 82.4 against 47.8 ms a step on one thread;
+# benchmarks/RESULTS.md, "Training speed: where a step's time goes").
+JOINED_STEP_COST = 1.7
 
 
-def steps_that_fit(step: int, steps_run: int, seconds_spent: float, seconds_left: float, planned: int) -> int:
+def steps_that_fit(step: int, steps_run: int, seconds_spent: float, seconds_left: float, planned: int,
+                   gan_from: float = 0.0, early_steps: int = 0, early_seconds: float = 0.0) -> int:
     """The step to end at so a run finishes by its deadline: the current step plus as many steps as the
-    time left holds at the pace so far, at most the planned count and never behind the current step."""
+    time left holds at the pace so far, at most the planned count and never behind the current step.
+
+    With train.gan_from, the steps before the image adversary joins (at gan_from x the count) are
+    cheaper: early_steps of the steps run took early_seconds, and the count solves for both paces."""
     if seconds_left <= 0:
         return step
-    pace = seconds_spent / max(steps_run, 1)  # seconds per step
-    return max(step, min(planned, step + int(seconds_left / pace)))
+    joined_steps, joined_seconds = steps_run - early_steps, seconds_spent - early_seconds
+    if gan_from <= 0 or early_steps == 0:
+        pace = seconds_spent / max(steps_run, 1)  # seconds per step
+        return max(step, min(planned, step + int(seconds_left / pace)))
+    early = early_seconds / early_steps
+    pace = joined_seconds / joined_steps if joined_steps >= PACE_AFTER_STEPS else early * JOINED_STEP_COST
+    total = (seconds_left + step * early) / (gan_from * early + (1 - gan_from) * pace)
+    if step >= gan_from * total:  # the adversary is in for every step left
+        total = step + seconds_left / pace
+    return max(step, min(planned, int(total)))
 
 
 def _run(trainer: Trainer, metrics_path: str, progress: bool, deadline: float | None = None) -> dict:
@@ -363,13 +379,16 @@ def _run(trainer: Trainer, metrics_path: str, progress: bool, deadline: float | 
     if trainer.step == 0 and main:
         trainer.save()  # a loadable checkpoint exists from the first moment
     with open(metrics_path, "a") if main else contextlib.nullcontext() as mlog:
+        early_steps, early_seconds = 0, 0.0  # the steps before the image adversary joins, and their time
         while trainer.step < total:
+            t_step, before = time.perf_counter(), trainer.step < cfg.gan_from * cfg.steps
             last = trainer.train_step()
             window_steps += 1
             step = trainer.step
             if deadline is not None and step % cfg.log_every == 0 and step - start_step >= PACE_AFTER_STEPS:
                 now = time.perf_counter()
-                fit = steps_that_fit(step, step - start_step, now - t_start, deadline - now, planned)
+                fit = steps_that_fit(step, step - start_step, now - t_start, deadline - now, planned,
+                                     cfg.gan_from, early_steps, early_seconds)
                 if dist.is_available() and dist.is_initialized():  # every rank stops at rank 0's count
                     fit_t = torch.tensor([fit], device=trainer.device)
                     dist.broadcast(fit_t, 0)
@@ -394,6 +413,8 @@ def _run(trainer: Trainer, metrics_path: str, progress: bool, deadline: float | 
             if step % cfg.ckpt_every == 0 or step == total:
                 trainer.save()
             bar.update(1)
+            if before:
+                early_steps, early_seconds = early_steps + 1, early_seconds + time.perf_counter() - t_step
     bar.close()
     seconds = time.perf_counter() - t_start
     if main:
