@@ -64,7 +64,10 @@ class TrainConfig:
     w_gan: float = 0.01           # lambda: generator adversarial weight (0 = the paper's ablation)
     gan_from: float = 0.0         # the image adversary joins at this share of the steps; before it the steps
                                   # run as lambda = 0 (no swaps decoded, no adversary trained), about 1.7
-                                  # times faster on a CPU (not in the paper's Algorithm 1; 0 = from the start)
+                                  # times faster on a CPU (not in the paper's Algorithm 1; 0 = from the start;
+                                  # in no recipe: at 0.5 the demo's recipe ran 1.24x the steps a second with
+                                  # analogies as good or better, but let the identity into z on 1 seed of 3:
+                                  # benchmarks/RESULTS.md, "An image adversary that joins late")
     gan_swap: bool = True         # adversarial term on Dec(z1, s2)
     gan_prior: bool = True        # adversarial term on Dec(z ~ N(0, I), s2)
     w_sinv: float = 0.1           # spread of s within an identity, relative to its overall spread (not in
@@ -121,7 +124,8 @@ class TrainConfig:
                                   # read_z: the warp's pose, or the features z adds to s's) instead of mu, the
                                   # decoder's weights held: an offset of each identity in the few directions
                                   # of mu the decoder draws from weighs little in mu's whole variance (not in
-                                  # the paper)
+                                  # the paper; in no recipe: on the demo's sprites it took those offsets out
+                                  # and the reconstructions with them)
     adv_prior_fake: bool = True   # the adversary also judges Dec(z ~ N(0, I), s2) as a fake for id2. Algorithm 1
                                   # shows it only Dec(z1, s2), so the generator's prior term meets a judge that
                                   # never saw prior samples and conditional samples come out as noise (not in
