@@ -5,8 +5,6 @@ is log(sigma^2) everywhere: z = mu + exp(0.5 * logvar) * eps.
 """
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import nn
 
@@ -284,18 +282,20 @@ def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tenso
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
 
 
-@contextlib.contextmanager
-def running_stats_kept(module: nn.Module):
-    """Inside: the module's BatchNorm layers normalise with each batch's statistics as in training, but
-    their running statistics (what eval mode reads) stay as they are (momentum 0)."""
-    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, momentum in zip(norms, momenta):
+class running_stats_kept:
+    """A context: inside it, the module's BatchNorm layers normalise with each batch's statistics as in
+    training, but their running statistics (what eval mode reads) stay as they are (momentum 0)."""
+
+    def __init__(self, module: nn.Module):
+        self.norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    def __enter__(self):
+        self.momenta = [m.momentum for m in self.norms]
+        for m in self.norms:
+            m.momentum = 0.0
+
+    def __exit__(self, *exc):
+        for m, momentum in zip(self.norms, self.momenta):
             m.momentum = momentum
 
 
