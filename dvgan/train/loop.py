@@ -168,10 +168,14 @@ class Trainer:
             index = torch.from_numpy(index)
         return self.images[index.to(self.device)].float() / 127.5 - 1.0
 
+    def before_adversary(self) -> bool:
+        """Whether the next step comes before the image adversary joins (train.gan_from)."""
+        return self.step < self.train_cfg.gan_from * self.train_cfg.steps
+
     def train_step(self) -> dict:
         """One Algorithm 1 iteration; returns the loss terms as floats."""
         cfg = self.train_cfg
-        if self.step < cfg.gan_from * cfg.steps:  # the image adversary has not joined yet
+        if self.before_adversary():
             cfg = dataclasses.replace(cfg, w_gan=0.0)
         for m in (self.autoencoder, self.adversary, self.latent, self.pair):
             if m is not None:
@@ -354,10 +358,10 @@ def steps_that_fit(step: int, steps_run: int, seconds_spent: float, seconds_left
     cheaper: early_steps of the steps run took early_seconds, and the count solves for both paces."""
     if seconds_left <= 0:
         return step
-    joined_steps, joined_seconds = steps_run - early_steps, seconds_spent - early_seconds
     if gan_from <= 0 or early_steps == 0:
         pace = seconds_spent / max(steps_run, 1)  # seconds per step
         return max(step, min(planned, step + int(seconds_left / pace)))
+    joined_steps, joined_seconds = steps_run - early_steps, seconds_spent - early_seconds
     early = early_seconds / early_steps
     pace = joined_seconds / joined_steps if joined_steps >= PACE_AFTER_STEPS else early * JOINED_STEP_COST
     total = (seconds_left + step * early) / (gan_from * early + (1 - gan_from) * pace)
@@ -381,7 +385,7 @@ def _run(trainer: Trainer, metrics_path: str, progress: bool, deadline: float | 
     with open(metrics_path, "a") if main else contextlib.nullcontext() as mlog:
         early_steps, early_seconds = 0, 0.0  # the steps before the image adversary joins, and their time
         while trainer.step < total:
-            t_step, before = time.perf_counter(), trainer.step < cfg.gan_from * cfg.steps
+            t_step, before = time.perf_counter(), trainer.before_adversary()
             last = trainer.train_step()
             window_steps += 1
             step = trainer.step
