@@ -32,9 +32,6 @@ class ModelConfig:
                               # identity out of z never changes the features s reads (not in the paper)
     warp: bool = False        # the decoder draws a template from s alone and moves it by a similarity
                               # transform (shift, scale, turn) read from z (not in the paper)
-    warp_centred: bool = False  # with warp, the pose moves the template's own centre of mass and size (its
-                              # ink's mean and spread), not the frame's centre: the pose then says where the
-                              # visible figure is, whatever its shape (not in the paper)
 
     def validate(self) -> "ModelConfig":
         if self.image_size % 8 or self.image_size < 8:

@@ -104,7 +104,6 @@ class Decoder(nn.Module):
             nn.init.zeros_(self.to_pose.bias)
             grid = pixel_centres(cfg.image_size).flatten(1).T[None]  # (1, H*W, 2): x, y
             self.register_buffer("grid", grid.contiguous(), persistent=False)
-            self.centred = cfg.warp_centred
 
     def forward(self, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         if self.from_z is None:  # warp: s draws the template, z moves it
@@ -123,38 +122,16 @@ class Decoder(nn.Module):
         return self.net(torch.relu(self.bn0(h)))
 
     def _move(self, template: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Each output pixel p samples the template at R(-turn) (p - shift) / scale; outside it, black.
-        Centred (cfg.warp_centred), at c + R(-turn) (p - shift) / scale * r / R_INK: the template's ink
-        (c its mean, r its spread) lands at the shift with spread R_INK times the scale."""
+        """Each output pixel p samples the template at R(-turn) (p - shift) / scale; outside it, black."""
         shift, log_scale, turn = self.to_pose(z).float().split([2, 1, 1], dim=1)
-        lit = template.float() + 1.0  # black is 0: what lies outside the template
         cos, sin = torch.cos(turn), torch.sin(turn)
         inv = torch.exp(-log_scale)
-        if self.centred:
-            centre, spread = ink_moments(lit, self.grid)
-            inv = inv * spread / R_INK
         rot = torch.stack([torch.cat([cos, sin], 1), torch.cat([-sin, cos], 1)], 1) * inv[:, :, None]  # (B, 2, 2)
         src = torch.matmul(self.grid - shift[:, None, :], rot.transpose(1, 2))  # (B, H*W, 2)
-        if self.centred:
-            src = src + centre[:, None, :]
         size = template.shape[-1]
-        lit = torch.nn.functional.grid_sample(lit, src.view(-1, size, size, 2),
+        lit = torch.nn.functional.grid_sample((template.float() + 1.0), src.view(-1, size, size, 2),
                                               mode="bilinear", padding_mode="zeros", align_corners=False)
         return (lit - 1.0).to(template.dtype)
-
-
-R_INK = 0.5  # the spread a centred template is drawn at, scale 1 (in the frame's [-1, 1] coordinates)
-
-
-def ink_moments(lit: torch.Tensor, grid: torch.Tensor):
-    """lit (B, C, H, W) >= 0 (0 is black), grid (1, H*W, 2) -> the ink's mean position (B, 2) and its spread
-    (B, 1): the root mean squared distance from that mean, each pixel weighed by its mean over channels."""
-    ink = lit.clamp(min=0).mean(1).flatten(1)                   # (B, H*W)
-    total = ink.sum(1, keepdim=True) + 1e-6
-    centre = torch.matmul(ink[:, None, :], grid)[:, 0] / total  # (B, 2)
-    square = (grid - centre[:, None, :]).pow(2).sum(2)          # (B, H*W)
-    spread = torch.sqrt((ink * square).sum(1, keepdim=True) / total + 1e-6)
-    return centre, spread
 
 
 class Adversary(nn.Module):
