@@ -65,9 +65,10 @@ class TrainConfig:
     gan_from: float = 0.0         # the image adversary joins at this share of the steps; before it the steps
                                   # run as lambda = 0 (no swaps decoded, no adversary trained), about 1.7
                                   # times faster on a CPU (not in the paper's Algorithm 1; 0 = from the start;
-                                  # in no recipe: at 0.5 the demo's recipe ran 1.24x the steps a second with
-                                  # analogies as good or better, but let the identity into z on 1 seed of 3:
-                                  # benchmarks/RESULTS.md, "An image adversary that joins late")
+                                  # configs/lpc.toml: 0.5, 0.6 of the time; on the demo's recipe 0.5 ran
+                                  # 1.24x the steps a second with analogies as good or better, but let the
+                                  # identity into z on 1 seed of 3: benchmarks/RESULTS.md, "An image
+                                  # adversary that joins late")
     gan_swap: bool = True         # adversarial term on Dec(z1, s2)
     gan_prior: bool = True        # adversarial term on Dec(z ~ N(0, I), s2)
     w_sinv: float = 0.1           # spread of s within an identity, relative to its overall spread (not in
