@@ -76,33 +76,12 @@ class TrainConfig:
     sinv_whiten: bool = False     # with w_sinv: measure that spread after whitening s (losses.
                                   # within_identity_share_whitened), so that no direction of s, however little
                                   # it varies, may carry what changes within an identity (not in the paper)
-    w_spair: float = 0.0          # pair critic (model.PairCritic): the encoder is trained so that a critic cannot
-                                  # tell (s1, mu1), both of x1, from (s1', mu1), s1' of x1's identity in another
-                                  # image: s may then carry nothing of the image that mu also knows (not in the
-                                  # paper; 0 = off)
-    spair_steps: int = 1          # pair critic updates per adversary step: the extra ones on (s1, s1', mu1) rows
-                                  # recalled from a memory of zadv_memory rows, as the latent critic's are
-    w_zcycle: float = 0.0         # latent cycle on z: the swap Dec(z1, s2) encoded again should give back mu1
-                                  # (losses.cycle_error), so that a pose drawn on another identity reads as the
-                                  # same pose (not in the paper; after the cycles of Jha et al., ECCV 2018;
-                                  # 0 = off). The swap is held fixed: the cycle terms train the encoder alone
-    w_scycle: float = 0.0         # latent cycle on s: the swap Dec(z1, s2) encoded again should give back s2,
-                                  # so that s stays the same whatever pose z1 draws: a nonlinear test that s
-                                  # carries no pose (not in the paper; 0 = off)
     w_sid: float = 0.0            # identity read-out of s: cross-entropy of a cosine classifier over the
                                   # training identities, trained with the encoder (not in the paper; 0 = off)
     sid_margin: float = 0.0       # with w_sid: an additive cosine margin (CosFace, Wang et al. 2018): the true
                                   # identity's cosine must beat every other by this much, which gathers each
                                   # identity's codes closer than plain cross-entropy does (not in the paper;
                                   # 0 = off; in no recipe: measured on one Yale seed, RESULTS.md)
-    sid_grey: bool = False        # the identity read-out (w_sid) also names each x1' from a grey copy of it,
-                                  # so that s tells identities apart by their shapes and shades and not by
-                                  # their colours alone (not in the paper; colour images only, no effect on
-                                  # grey ones; in no recipe: on LPC it put the outlines into s and took
-                                  # colour out: benchmarks/RESULTS.md, "an s that keeps the outlines")
-    sid_grey_head: bool = False   # with sid_grey: the grey copies are named by class weights of their own, so
-                                  # that s of a colour image is not pulled towards s of its grey copy (not
-                                  # in the paper; in no recipe)
     w_zadv: float = 0.05          # latent identity critic on mu (not in the paper; 0 = off)
     zadv_steps: int = 5           # latent critic updates per adversary step (extra ones on remembered codes)
     zadv_memory: int = 4096       # codes the latent critic's memory keeps for those extra updates. With
@@ -121,12 +100,6 @@ class TrainConfig:
                                   # read the pose from count as much as the rest; the plain share reads about
                                   # 1/2 on such a batch whatever z holds, and pulls each pair's codes to
                                   # opposite sides (not in the paper)
-    zbetween_read: bool = False   # with w_zbetween: measure the share on what the decoder reads from mu (Decoder.
-                                  # read_z: the warp's pose, or the features z adds to s's) instead of mu, the
-                                  # decoder's weights held: an offset of each identity in the few directions
-                                  # of mu the decoder draws from weighs little in mu's whole variance (not in
-                                  # the paper; in no recipe: on the demo's sprites it took those offsets out
-                                  # and the reconstructions with them)
     adv_prior_fake: bool = True   # the adversary also judges Dec(z ~ N(0, I), s2) as a fake for id2. Algorithm 1
                                   # shows it only Dec(z1, s2), so the generator's prior term meets a judge that
                                   # never saw prior samples and conditional samples come out as noise (not in
@@ -160,11 +133,6 @@ class TrainConfig:
         """Whether the identity-conditioned image adversary has a generator term to serve (and is trained)."""
         return self.w_gan > 0 and (self.gan_swap or self.gan_prior)
 
-    @property
-    def cycle(self) -> bool:
-        """Whether the swap Dec(z1, s2) is encoded again for a latent cycle term."""
-        return self.w_zcycle > 0 or self.w_scycle > 0
-
     def steps_for(self, images: int) -> int:
         """The generator steps a run over this many training images takes."""
         by_epochs = math.ceil(self.epochs * images / self.batch_size) if self.epochs > 0 else 0
@@ -179,12 +147,12 @@ class TrainConfig:
             raise UsageError(f"lr_floor must be in [0, 1], got {self.lr_floor}")
         if self.steps < 1 or self.batch_size < 2:
             raise UsageError("steps must be >= 1 and batch_size >= 2")
-        if self.adv_every < 1 or self.zadv_steps < 1 or self.zadv_memory < 1 or self.spair_steps < 1:
-            raise UsageError(f"adv_every, zadv_steps, zadv_memory and spair_steps must be >= 1, got {self.adv_every}, "
-                             f"{self.zadv_steps}, {self.zadv_memory}, {self.spair_steps}")
+        if self.adv_every < 1 or self.zadv_steps < 1 or self.zadv_memory < 1:
+            raise UsageError(f"adv_every, zadv_steps and zadv_memory must be >= 1, got {self.adv_every}, "
+                             f"{self.zadv_steps}, {self.zadv_memory}")
         if self.epochs < 0:
             raise UsageError(f"epochs must be >= 0, got {self.epochs}")
-        for name in ("w_recon", "w_swap_recon", "w_kl", "w_gan", "w_sinv", "w_spair", "w_zcycle", "w_scycle", "w_sid", "w_zadv", "w_zbetween", "lr", "adv_lr",
+        for name in ("w_recon", "w_swap_recon", "w_kl", "w_gan", "w_sinv", "w_sid", "w_zadv", "w_zbetween", "lr", "adv_lr",
                      "shift", "light"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -110,12 +110,6 @@ class Decoder(nn.Module):
             return self._move(self.draw(self.from_s(s)), z)
         return self.draw(self.from_s(s) + self.from_z(z))
 
-    def read_z(self, z: torch.Tensor) -> torch.Tensor:
-        """What the decoder reads from z, with its weights held (no gradient reaches them): the pose
-        (shift x, shift y, log scale, turn; with warp) or the features z adds to s's (B, 4w * b * b)."""
-        layer = self.to_pose if self.from_z is None else self.from_z
-        return torch.nn.functional.linear(z, layer.weight.detach(), layer.bias.detach())
-
     def draw(self, h: torch.Tensor) -> torch.Tensor:
         """(B, 4w * b * b) features -> image (B, C, H, W); with warp, from_s(s) gives the template."""
         h = h.view(-1, self.base_ch, self.base, self.base)         # (B, 4w, b, b)
@@ -187,24 +181,6 @@ class LatentAdversary(nn.Module):
         return self.net(mu)
 
 
-class PairCritic(nn.Module):
-    """Tells an image's own codes (s, mu) from (s', mu), s' of another image of the same identity:
-    (s, mu) (B, s_dim + z_dim) -> logit (B,) that s belongs with mu.
-
-    Not in the paper: where s carries something of the image beyond its identity (a pose, a light),
-    that something agrees with mu, which holds the pose, and the critic can tell the pairs apart; an
-    encoder that leaves it no clue keeps s the same function of the identity, whatever a probe reads it
-    with.
-    """
-
-    def __init__(self, cfg, hidden: int = 256):
-        super().__init__()
-        self.net = critic_mlp(cfg.s_dim + cfg.z_dim, 1, hidden)
-
-    def forward(self, s: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([s, mu], 1)).squeeze(1)
-
-
 class IdentityHead(nn.Module):
     """Cosine-softmax read-out of the training identities from the specified code: s (B, s_dim) ->
     logits (B, num_ids), scale * cos(s, w_k).
@@ -215,34 +191,24 @@ class IdentityHead(nn.Module):
     lowered by growing s, which the decoder also reads.
     """
 
-    def __init__(self, cfg, scale: float = 16.0, grey: bool = False):
+    def __init__(self, cfg, scale: float = 16.0):
         super().__init__()
         self.scale = scale
         self.weight = nn.Parameter(0.01 * torch.randn(cfg.num_ids, cfg.s_dim))
-        # grey: the codes of grey copies (train.sid_grey_head) get class weights of their own
-        self.weight_grey = nn.Parameter(0.01 * torch.randn(cfg.num_ids, cfg.s_dim)) if grey else None
 
-    def forward(self, s: torch.Tensor, grey_rows: int = 0, target: torch.Tensor | None = None,
-                margin: float = 0.0) -> torch.Tensor:
-        """Logits of s (B, s_dim); with grey_rows (and a grey head) the last grey_rows rows are read by
-        the grey copies' class weights. With target (B,) and a margin, each row's true identity has
-        the margin taken from its cosine (CosFace, Wang et al. 2018): it must win by that much."""
+    def forward(self, s: torch.Tensor, target: torch.Tensor | None = None, margin: float = 0.0) -> torch.Tensor:
+        """Logits of s (B, s_dim). With target (B,) and a margin, each row's true identity has the margin
+        taken from its cosine (CosFace, Wang et al. 2018): it must win by that much."""
         s = nn.functional.normalize(s, dim=1)
-        if not grey_rows or self.weight_grey is None:
-            cos = s @ nn.functional.normalize(self.weight, dim=1).T
-        else:
-            n = s.shape[0] - grey_rows
-            cos = torch.cat([s[:n] @ nn.functional.normalize(self.weight, dim=1).T,
-                             s[n:] @ nn.functional.normalize(self.weight_grey, dim=1).T])
+        cos = s @ nn.functional.normalize(self.weight, dim=1).T
         if target is not None and margin > 0:
             cos = cos - margin * nn.functional.one_hot(target, cos.shape[1])
         return self.scale * cos
 
 
 class CodeMemory(nn.Module):
-    """A ring buffer of recent (code, identity) pairs, so a critic trains on far more codes than one batch
-    holds, as the probe that scores the model will: mu for the latent critic (z_dim wide), (s1, s1', mu1)
-    side by side for the pair critic. Buffers, so checkpoints carry it; each process keeps its own (it is
+    """A ring buffer of recent (code, identity) pairs, so the latent critic trains on far more codes than
+    one batch holds, as the probe that scores the model will. Buffers, so checkpoints carry it; each process keeps its own (it is
     training state, not a replicated model).
     """
 
@@ -282,23 +248,6 @@ def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tenso
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
 
 
-class running_stats_kept:
-    """A context: inside it, the module's BatchNorm layers normalise with each batch's statistics as in
-    training, but their running statistics (what eval mode reads) stay as they are (momentum 0)."""
-
-    def __init__(self, module: nn.Module):
-        self.norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-    def __enter__(self):
-        self.momenta = [m.momentum for m in self.norms]
-        for m in self.norms:
-            m.momentum = 0.0
-
-    def __exit__(self, *exc):
-        for m, momentum in zip(self.norms, self.momenta):
-            m.momentum = momentum
-
-
 class AutoEncoder(nn.Module):
     """Encoder and decoder together: the parameters the generator step updates (and DDP wraps)."""
 
@@ -307,25 +256,17 @@ class AutoEncoder(nn.Module):
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
 
-    def forward(self, x1, x1p, x2, z_prior, critic_trunk_grad: float = 1.0, swaps: bool = True, x_more=None,
-                cycle: bool = False):
+    def forward(self, x1, x1p, x2, z_prior, critic_trunk_grad: float = 1.0, swaps: bool = True):
         """Algorithm 1's generator forward on a batch of B triplets; returns a dict of tensors.
 
         Encodes x1, x1', x2 in one pass and decodes Dec(z1, s1), Dec(z1, s1'), Dec(z1, s2) and
         Dec(z_prior, s2) in one pass (one BatchNorm batch each); without swaps (nothing judges them,
         lambda = 0) only the first two, and "x12", "xp2" are None. "mu1_critic" equals mu1, but only
         critic_trunk_grad of a gradient through it reaches the trunk; the rest stops at the z head.
-        x_more (B, C, H, W), when given, is encoded in the same pass (and BatchNorm batch) and only its s
-        is returned, as "s_more" (absent without it). cycle (with swaps): the swap Dec(z1, s2), detached
-        (what is read back trains the encoder alone), is encoded again in a pass of its own, as "s12" and
-        "mu12" (absent without it), with the batch's own BatchNorm statistics and without adding them to
-        the running ones, which stay those of real images.
         """
         b = x1.shape[0]
-        h = self.encoder.features(torch.cat([x1, x1p, x2] + ([] if x_more is None else [x_more])))
+        h = self.encoder.features(torch.cat([x1, x1p, x2]))
         s, mu, logvar = self.encoder.heads(h)
-        more = {} if x_more is None else {"s_more": s[3 * b:]}
-        s, mu, logvar, h = s[:3 * b], mu[:3 * b], logvar[:3 * b], h[:3 * b]
         s1, s1p, s2 = s.split(b)
         mu1, mu1p, mu2 = mu.split(b)
         logvar1 = logvar[:b]
@@ -341,8 +282,5 @@ class AutoEncoder(nn.Module):
             h1 = h[:b]
             h1 = critic_trunk_grad * h1 + (1.0 - critic_trunk_grad) * h1.detach()
             mu1_critic = self.encoder.z_head(h1)
-        if cycle and swaps:
-            with running_stats_kept(self.encoder):  # drawn images must not move what eval mode reads
-                more["s12"], more["mu12"], _ = self.encoder(x12.detach())
         return {"x11": x11, "x11p": x11p, "x12": x12, "xp2": xp2, "mu1_critic": mu1_critic,
-                "mu1": mu1, "mu1p": mu1p, "mu2": mu2, "logvar1": logvar1, "s1": s1, "s1p": s1p, "s2": s2, **more}
+                "mu1": mu1, "mu1p": mu1p, "mu2": mu2, "logvar1": logvar1, "s1": s1, "s1p": s1p, "s2": s2}

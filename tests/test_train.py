@@ -14,7 +14,7 @@ from dvgan import __version__
 from dvgan.errors import UsageError
 from dvgan.train.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint
 from dvgan.train.loop import Trainer, TrainingError, train
-from dvgan.train.step import adversary_step, generator_step, luma
+from dvgan.train.step import adversary_step, generator_step
 
 
 def _snapshot(module):
@@ -89,38 +89,6 @@ def test_s_invariance_term_moves_only_the_encoder(tmp_path, whiten):
     assert _moved(enc_before, t.autoencoder.encoder) and not _moved(dec_before, t.autoencoder.decoder)
 
 
-@pytest.mark.parametrize("term", ["zcycle", "scycle"])
-def test_latent_cycle_terms_train_the_encoder_alone_and_need_no_image_adversary(tmp_path, term):
-    """train.w_zcycle / w_scycle: the swap Dec(z1, s2) is encoded again and its mu (s) scored against mu1
-    (s2). With lambda = 0 the swap is still drawn for it; the term moves the encoder, which reads the swap
-    back, and not the decoder, which drew it; with the weight at 0 no swap is encoded again."""
-    t = Trainer(tiny_model_config(), tiny_train_config(**{f"w_{term}": 1.0}, w_gan=0.0, w_recon=0.0, w_swap_recon=0.0,
-                                                       w_kl=0.0, w_sinv=0.0, w_zadv=0.0), {"spec": "sprites:3"},
-                str(tmp_path), device="cpu")
-    enc_before, dec_before = _snapshot(t.autoencoder.encoder), _snapshot(t.autoencoder.decoder)
-    terms = t.train_step()
-    assert 0.0 < terms[term] == terms["loss"]
-    assert _moved(enc_before, t.autoencoder.encoder) and not _moved(dec_before, t.autoencoder.decoder)
-    b, ae = t.batch(), t.autoencoder
-    z = torch.randn(b.x1.shape[0], 8)
-    out = ae(b.x1, b.x1p, b.x2, z, cycle=True)
-    with torch.no_grad():
-        s12, mu12, _ = ae.encoder(out["x12"])
-    assert torch.allclose(out["s12"], s12, atol=1e-5) and torch.allclose(out["mu12"], mu12, atol=1e-5)
-    # The running BatchNorm statistics take in the real batch only, not the drawn images read back.
-    start = {k: v.clone() for k, v in ae.encoder.state_dict().items()}
-    stats = lambda: [v.clone() for k, v in ae.encoder.state_dict().items() if "running" in k]
-    ae(b.x1, b.x1p, b.x2, z)
-    real_only = stats()
-    ae.encoder.load_state_dict(start)
-    ae(b.x1, b.x1p, b.x2, z, cycle=True)
-    assert all(torch.equal(u, v) for u, v in zip(real_only, stats()))
-    ae.encoder(out["x12"].detach())  # a plain training pass of them would have moved the statistics
-    assert not all(torch.equal(u, v) for u, v in zip(real_only, stats()))
-    assert "s12" not in ae(b.x1, b.x1p, b.x2, z) and "zcycle" not in Trainer(
-        tiny_model_config(), tiny_train_config(), {"spec": "sprites:3"}, str(tmp_path / "off"), device="cpu").train_step()
-
-
 def test_identity_read_out_of_s_trains_the_encoder_and_its_head_only(tmp_path):
     """train.w_sid: the cross-entropy of the cosine identity head on s (for x1, x1' and x2) is a term of
     the generator loss; it moves the encoder and the head, never the decoder, and the head learns to name
@@ -150,9 +118,9 @@ def test_margin_of_the_identity_read_out_is_cosface(tmp_path, monkeypatch):
     seen = {}
     head = t.id_head.forward
 
-    def spy(s, grey_rows=0, target=None, margin=0.0):
-        seen["plain"] = head(s, grey_rows).detach()  # the same codes without the margin
-        return head(s, grey_rows, target, margin)
+    def spy(s, target=None, margin=0.0):
+        seen["plain"] = head(s).detach()  # the same codes without the margin
+        return head(s, target, margin)
     monkeypatch.setattr(t.id_head, "forward", spy)
     batch = t.batch()
     t.batch = lambda: batch
@@ -163,60 +131,6 @@ def test_margin_of_the_identity_read_out_is_cosface(tmp_path, monkeypatch):
     assert terms["sid"] > F.cross_entropy(logits, target).item()
     with pytest.raises(UsageError, match="sid_margin"):
         tiny_train_config(sid_margin=1.0).validate()
-
-
-def test_grey_read_out_names_x1p_from_its_luma_as_well(tmp_path, monkeypatch):
-    """train.sid_grey: the identity read-out sees a fourth block of codes, s of a grey copy of x1'
-    labelled with x1's identity, encoded in the generator's one pass; off, or on grey data, it sees three."""
-    seen = {}
-
-    def run(sid_grey, channels):
-        t = Trainer(tiny_model_config(channels=channels), tiny_train_config(w_sid=1.0, sid_grey=sid_grey),
-                    {"spec": "sprites:3"}, str(tmp_path / f"{sid_grey}{channels}"), device="cpu")
-        head = t.id_head.forward
-
-        def spy(s, *rest):
-            seen[(sid_grey, channels)] = s.shape[0]
-            return head(s, *rest)
-        monkeypatch.setattr(t.id_head, "forward", spy)
-        t.train_step()
-        return t.train_cfg.batch_size
-
-    b = run(True, 3)
-    assert seen[(True, 3)] == 4 * b
-    run(False, 3)
-    run(True, 1)
-    assert seen[(False, 3)] == seen[(True, 1)] == 3 * b
-
-
-def test_grey_copies_get_class_weights_of_their_own_when_asked(tmp_path):
-    """train.sid_grey_head: the read-out's grey rows are scored by a second weight matrix, which training
-    moves along with the first; without it there is one matrix."""
-    t = Trainer(tiny_model_config(), tiny_train_config(w_sid=1.0, sid_grey=True, sid_grey_head=True, lr=1e-2),
-                {"spec": "sprites:3"}, str(tmp_path / "own"), device="cpu")
-    head_before = _snapshot(t.id_head)
-    t.train_step()
-    assert _moved(head_before, t.id_head) == {"weight", "weight_grey"}
-    s = torch.randn(6, t.model_cfg.s_dim)
-    mixed = t.id_head(s, grey_rows=2)
-    assert torch.allclose(mixed[:4], t.id_head(s)[:4]) and not torch.allclose(mixed[4:], t.id_head(s)[4:])
-    shared = Trainer(tiny_model_config(), tiny_train_config(w_sid=1.0, sid_grey=True), {"spec": "sprites:3"},
-                     str(tmp_path / "shared"), device="cpu")
-    assert shared.id_head.weight_grey is None
-    # grey images have no grey copies to name: no second matrix that nothing would train
-    grey = Trainer(tiny_model_config(channels=1), tiny_train_config(w_sid=1.0, sid_grey=True, sid_grey_head=True),
-                   {"spec": "sprites:3"}, str(tmp_path / "grey"), device="cpu")
-    assert grey.id_head.weight_grey is None
-
-
-def test_luma_is_the_bt601_grey_in_every_channel():
-    x = torch.zeros(2, 3, 4, 4)
-    x[0, 0] = 1.0                      # pure red
-    x[1] = 0.5                         # grey already: unchanged
-    g = luma(x)
-    assert g.shape == x.shape
-    assert torch.allclose(g[0], torch.full((3, 4, 4), 0.299))
-    assert torch.allclose(g[1], x[1])
 
 
 @pytest.mark.parametrize("trunk_grad", [0.0, 1.0])
@@ -279,67 +193,6 @@ def test_latent_critic_moves_with_the_adversary_only(tmp_path):
     assert 0.0 <= float(out["zadv_acc"]) <= 1.0
     t.train_step()  # and through the trainer: its state is checkpointed
     assert t.state_dict()["latent_adversary"]
-
-
-def test_pair_critic_moves_with_the_adversary_and_its_term_reaches_s_alone(tmp_path):
-    """train.w_spair: the pair critic is frozen in the generator step, where its term moves the encoder's s
-    (and the trunk) but not its z head nor the decoder; it learns in the adversary step and is checkpointed."""
-    cfg = tiny_train_config(w_spair=1.0, w_gan=0.0, w_recon=0.0, w_swap_recon=0.0, w_kl=0.0, w_sinv=0.0, w_zadv=0.0)
-    t = Trainer(tiny_model_config(), cfg, {"spec": "sprites:3"}, str(tmp_path), device="cpu")
-    ae, critic, batch = t.autoencoder, t.pair, t.batch()
-    before, critic_before = _snapshot(ae), _snapshot(critic)
-    terms, fake, codes = generator_step(ae, t.adversary, t.opt_gen, cfg, batch, 8, pair=critic)
-    moved = _moved(before, ae)
-    assert terms["spair_gen"] > 0 and _moved(critic_before, critic) == set()
-    assert {"encoder.to_s.weight", "encoder.to_s.bias"} <= moved
-    assert not {k for k in moved if k.startswith(("decoder.", "encoder.to_z."))}
-    ae_before = _snapshot(ae)
-    out = adversary_step(t.adversary, t.opt_adv, cfg, fake, batch, codes=codes, pair=critic)
-    assert _moved(critic_before, critic) == set(critic_before) and _moved(ae_before, ae) == set()
-    assert 0.0 <= float(out["spair_acc"]) <= 1.0 and "adv" not in out
-    t.train_step()
-    assert t.state_dict()["pair_critic"] and int(t.pair_memory.seen) == cfg.batch_size
-
-
-def test_pair_critic_trains_on_its_memory(tmp_path):
-    """With spair_steps > 1 the extra pair-critic updates draw (s1, s1', mu1) rows from its memory."""
-    t = Trainer(tiny_model_config(), tiny_train_config(w_spair=0.1, spair_steps=3, zadv_memory=100),
-                {"spec": "sprites:3"}, str(tmp_path), device="cpu")
-    m = t.model_cfg
-    assert tuple(t.pair_memory.codes.shape) == (100, 2 * m.s_dim + m.z_dim)
-    recalled = []
-    real_recall = t.pair_memory.recall
-    t.pair_memory.recall = lambda n: recalled.append(n) or real_recall(n)
-    t.train_step()
-    assert recalled == [4 * t.train_cfg.batch_size] * 2
-
-
-def test_pair_critic_tells_an_image_s_from_another_s_of_its_identity_only_where_s_carries_the_image():
-    """pair_loss on codes with known answers: where s holds the pose that mu holds, the critic learns to tell
-    (s, mu) of one image from (s', mu); where s is the identity alone it cannot beat a coin."""
-    from dvgan.model import PairCritic
-    from dvgan.train.step import pair_loss
-    g = torch.Generator().manual_seed(0)
-    cfg = dataclasses.replace(tiny_model_config(), s_dim=6, z_dim=4)
-
-    def accuracy(s_carries_pose: bool) -> float:
-        torch.manual_seed(0)
-        critic = PairCritic(cfg, hidden=32)
-        opt = torch.optim.Adam(critic.parameters(), lr=1e-2)
-        for step in range(301):
-            ident = torch.randn(128, 4, generator=g)
-            pose, pose_other = torch.randn(128, 2, generator=g), torch.randn(128, 2, generator=g)
-            own = torch.cat([ident, pose if s_carries_pose else torch.zeros_like(pose)], 1)
-            other = torch.cat([ident, pose_other if s_carries_pose else torch.zeros_like(pose)], 1)
-            mu = torch.cat([pose, torch.randn(128, 2, generator=g)], 1)
-            loss, correct = pair_loss(critic, own, other, mu)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        return float(correct.float().mean())
-
-    assert accuracy(True) > 0.85
-    assert accuracy(False) < 0.65
 
 
 def test_mismatched_real_images_are_fakes_for_the_adversary(tmp_path, monkeypatch):
@@ -463,7 +316,9 @@ def test_resume_with_more_steps_extends_a_constant_rate_run(tmp_path):
 
 def test_a_checkpoint_with_a_retired_setting_resumes_only_at_todays_value(tmp_path):
     """A run saved while train.zadv_kind existed holds it (at "ids", how today's code trains): it resumes
-    to the weights of an uninterrupted run. One trained with "pairs" is refused, naming the setting."""
+    to the weights of an uninterrupted run. One trained with "pairs" is refused, naming the setting. The
+    same for the pair critic, the latent cycles, the share on the decoder's reading and the grey copies:
+    a run saved with them off (and the pair critic's empty state) resumes; one with a cycle on is refused."""
     full, part = str(tmp_path / "full"), str(tmp_path / "part")
     cfg = dict(lr_decay="none")
     train(tiny_model_config(), tiny_train_config(steps=6, **cfg), {"spec": "sprites:3"}, full, device="cpu", progress=False)
@@ -473,7 +328,12 @@ def test_a_checkpoint_with_a_retired_setting_resumes_only_at_todays_value(tmp_pa
     torch.save({**saved, "train_config": {**saved["train_config"], "zadv_kind": "pairs"}}, path)
     with pytest.raises(CheckpointError, match="train.zadv_kind = 'pairs'"):
         train(tiny_model_config(), tiny_train_config(steps=6), {}, part, device="cpu", resume=True, progress=False)
-    torch.save({**saved, "train_config": {**saved["train_config"], "zadv_kind": "ids"}}, path)
+    off = {"zadv_kind": "ids", "w_spair": 0.0, "spair_steps": 3, "w_zcycle": 0.0, "w_scycle": 0.0,
+           "zbetween_read": False, "sid_grey": False, "sid_grey_head": True}
+    torch.save({**saved, "train_config": {**saved["train_config"], **off, "w_scycle": 1.0}}, path)
+    with pytest.raises(CheckpointError, match="train.w_scycle = 1.0"):
+        train(tiny_model_config(), tiny_train_config(steps=6), {}, part, device="cpu", resume=True, progress=False)
+    torch.save({**saved, "train_config": {**saved["train_config"], **off}, "pair_critic": {}, "pair_memory": {}}, path)
     train(tiny_model_config(), tiny_train_config(steps=6), {}, part, device="cpu", resume=True, progress=False)
     _same_weights(load_checkpoint(full), load_checkpoint(part))
 
@@ -625,27 +485,6 @@ def test_between_identity_term_joins_the_generator_loss(tmp_path, monkeypatch, p
     assert terms["zbetween"] == terms["loss"] and terms["zbetween"] != 0.0
     moved = _moved(before, t.autoencoder.encoder)
     assert {"to_z.weight", "to_z.bias"} & moved and not {"to_s.weight", "to_s.bias"} & moved
-
-
-@pytest.mark.parametrize("warp", [False, True])
-def test_between_identity_term_on_what_the_decoder_reads_moves_the_encoder_alone(tmp_path, monkeypatch, warp):
-    """train.zbetween_read: the share is measured on Decoder.read_z(mu) (the warp's pose, or the
-    features z adds to s's), whose weights are held: the term moves z's head and leaves the decoder."""
-    import dvgan.train.step as step
-    cfg = tiny_train_config(w_zbetween=1.0, zbetween_paired=True, zbetween_read=True, w_gan=0.0, w_recon=0.0,
-                            w_swap_recon=0.0, w_kl=0.0, w_zadv=0.0, w_sinv=0.0)
-    t = Trainer(tiny_model_config(warp=warp), cfg, {"spec": "sprites:3"}, str(tmp_path), device="cpu")
-    if warp:  # the pose layer starts at zero, which reads no pose at all
-        torch.nn.init.normal_(t.autoencoder.decoder.to_pose.weight)
-    widths = []
-    real = step.paired_between_share
-    monkeypatch.setattr(step, "paired_between_share", lambda a, *r: widths.append(a.shape[1]) or real(a, *r))
-    enc_before, dec_before = _snapshot(t.autoencoder.encoder), _snapshot(t.autoencoder.decoder)
-    terms = t.train_step()
-    assert widths == [4 if warp else t.autoencoder.decoder.from_z.out_features]
-    assert terms["zbetween"] == terms["loss"] and terms["zbetween"] != 0.0
-    assert {"to_z.weight", "to_z.bias"} & _moved(enc_before, t.autoencoder.encoder)
-    assert not _moved(dec_before, t.autoencoder.decoder)
 
 
 def test_steps_that_fit_follow_the_pace_and_stay_within_the_plan():

@@ -16,13 +16,13 @@ import torch.distributed as dist
 from .. import data as data_mod
 from ..errors import RuntimeFailure, UsageError
 from ..config import LIGHT_ON, ModelConfig, TrainConfig, from_dict, to_dict
-from ..model import Adversary, AutoEncoder, CodeMemory, IdentityHead, LatentAdversary, PairCritic, pixel_centres
+from ..model import Adversary, AutoEncoder, CodeMemory, IdentityHead, LatentAdversary, pixel_centres
 from .. import prior
 from ..figures import save_png, swap_grid, training_curves
 from ..files import atomic_write
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .sampler import TripletSampler
-from .step import Batch, adversary_step, generator_step, grey_copies
+from .step import Batch, adversary_step, generator_step
 
 log = logging.getLogger(__name__)
 
@@ -89,20 +89,16 @@ class Trainer:
 
         self.autoencoder = AutoEncoder(self.model_cfg).to(self.device)
         self.adversary = Adversary(self.model_cfg).to(self.device)
-        grey_head = train_cfg.sid_grey_head and grey_copies(train_cfg, self.model_cfg.channels)
-        self.id_head = IdentityHead(self.model_cfg, grey=grey_head).to(self.device) if train_cfg.w_sid > 0 else None
+        self.id_head = IdentityHead(self.model_cfg).to(self.device) if train_cfg.w_sid > 0 else None
         gen_params = list(self.autoencoder.parameters()) + (list(self.id_head.parameters()) if self.id_head else [])
         self.opt_gen = optimizer(gen_params, train_cfg.lr, train_cfg)
         self.latent = LatentAdversary(self.model_cfg).to(self.device) if train_cfg.w_zadv > 0 else None
         # The critic's memory is never DDP-wrapped: each process keeps its own.
         self.memory = CodeMemory(self.model_cfg.z_dim, train_cfg.zadv_memory).to(self.device) if self.latent else None
-        self.pair = PairCritic(self.model_cfg).to(self.device) if train_cfg.w_spair > 0 else None
-        self.pair_memory = CodeMemory(2 * self.model_cfg.s_dim + self.model_cfg.z_dim,  # (s1, s1', mu1)
-                                      train_cfg.zadv_memory).to(self.device) if self.pair else None
-        critic_params = [p for m in (self.adversary, self.latent, self.pair) if m is not None for p in m.parameters()]
+        critic_params = [p for m in (self.adversary, self.latent) if m is not None for p in m.parameters()]
         self.opt_adv = optimizer(critic_params, train_cfg.adv_lr, train_cfg)
         self.ae_run, self.adv_run, self.latent_run = self.autoencoder, self.adversary, self.latent
-        self.id_head_run, self.pair_run = self.id_head, self.pair
+        self.id_head_run = self.id_head
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -110,7 +106,6 @@ class Trainer:
             self.adv_run = DDP(self.adversary, device_ids=ids)
             self.latent_run = DDP(self.latent, device_ids=ids) if self.latent else None
             self.id_head_run = DDP(self.id_head, device_ids=ids) if self.id_head else None
-            self.pair_run = DDP(self.pair, device_ids=ids) if self.pair else None
         self.step = 0
         amp = train_cfg.amp and self.device.type == "cuda" and torch.cuda.is_bf16_supported()
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
@@ -177,19 +172,18 @@ class Trainer:
         cfg = self.train_cfg
         if self.before_adversary():
             cfg = dataclasses.replace(cfg, w_gan=0.0)
-        for m in (self.autoencoder, self.adversary, self.latent, self.pair):
+        for m in (self.autoencoder, self.adversary, self.latent):
             if m is not None:
                 m.train()
         batch = self.batch()
         for group in self.opt_gen.param_groups:
             group["lr"] = cfg.lr * lr_factor(cfg, self.step)
         terms, fakes, codes = generator_step(self.ae_run, self.adversary, self.opt_gen, cfg, batch,
-                                             self.model_cfg.z_dim, self.latent, self.autocast, self.id_head_run,
-                                             self.pair)
-        critics = cfg.image_adversary or self.latent is not None or self.pair is not None
+                                             self.model_cfg.z_dim, self.latent, self.autocast, self.id_head_run)
+        critics = cfg.image_adversary or self.latent is not None
         if critics and self.step % cfg.adv_every == 0:
             terms.update(adversary_step(self.adv_run, self.opt_adv, cfg, fakes, batch, self.latent_run, codes,
-                                        self.autocast, self.memory, self.pair_run, self.pair_memory))
+                                        self.autocast, self.memory))
         self.step += 1
         out = {k: float(v) for k, v in terms.items()}
         bad = [k for k, v in out.items() if not math.isfinite(v)]
@@ -212,8 +206,6 @@ class Trainer:
             "latent_adversary": self.latent.state_dict() if self.latent else {},
             "latent_memory": self.memory.state_dict() if self.memory else {},
             "identity_head": self.id_head.state_dict() if self.id_head else {},
-            "pair_critic": self.pair.state_dict() if self.pair else {},
-            "pair_memory": self.pair_memory.state_dict() if self.pair_memory else {},
             "opt_gen": self.opt_gen.state_dict(),
             "opt_adv": self.opt_adv.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "sampler": self.sampler.state_dict()["generator"],
@@ -229,9 +221,6 @@ class Trainer:
             self.memory.load_state_dict(state["latent_memory"])
         if self.id_head is not None:
             self.id_head.load_state_dict(state["identity_head"])
-        if self.pair is not None:
-            self.pair.load_state_dict(state["pair_critic"])
-            self.pair_memory.load_state_dict(state["pair_memory"])
         self.opt_gen.load_state_dict(state["opt_gen"])
         self.opt_adv.load_state_dict(state["opt_adv"])
         self.step = int(state["step"])

@@ -15,17 +15,6 @@ def within_identity_spread(s_a: torch.Tensor, s_b: torch.Tensor, others: torch.T
     return within / (overall + 1e-8)
 
 
-def cycle_error(again: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """E||again - target||^2 / E||c - c'||^2 over independent pairs of target codes: how far a code read
-    back from a drawn image lies from the code it was drawn to show, as a fraction of how far apart two
-    codes of the batch are (0 = read back exactly, about 1 = no closer than a random code). The target
-    is held fixed: only the reading learns. again, target (B, d); a 0-dim tensor.
-    """
-    target = target.detach()
-    spread = 2.0 * (target - target.mean(0)).pow(2).sum(1).mean()
-    return (again - target).pow(2).sum(1).mean() / (spread + 1e-8)
-
-
 def within_identity_share_whitened(s_a: torch.Tensor, s_b: torch.Tensor, others: torch.Tensor | None = None,
                                    shrink: float = 0.02) -> torch.Tensor:
     """within_identity_spread measured after whitening s: tr(R^-1 W) / d, with every dimension of s first

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model import kl_to_standard_normal
-from .losses import between_identity_share, cycle_error, paired_between_share, within_identity_share_whitened, within_identity_spread
+from .losses import between_identity_share, paired_between_share, within_identity_share_whitened, within_identity_spread
 
 
 @dataclass
@@ -20,18 +20,6 @@ class Batch:
     id2: torch.Tensor   # (B,) ... of x2's identity
 
 
-def luma(x: torch.Tensor) -> torch.Tensor:
-    """RGB images (B, 3, H, W) as grey ones of the same shape: each channel the luma
-    0.299 R + 0.587 G + 0.114 B (ITU-R BT.601, Pillow's "L"), in the same value range."""
-    weights = x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-    return (x * weights).sum(1, keepdim=True).expand_as(x)
-
-
-def grey_copies(cfg, channels: int) -> bool:
-    """Whether the identity read-out also names grey copies of x1' (train.sid_grey, on colour images)."""
-    return cfg.w_sid > 0 and cfg.sid_grey and channels == 3
-
-
 def _requires_grad(modules, flag: bool) -> None:
     for m in modules:
         for p in m.parameters():
@@ -39,25 +27,23 @@ def _requires_grad(modules, flag: bool) -> None:
 
 
 def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, latent=None, autocast=None,
-                   id_head=None, pair=None):
+                   id_head=None):
     """Update encoder and decoder on a batch of triplets; the critics' weights stay frozen.
 
     autoencoder: the AutoEncoder (possibly DDP-wrapped); adversary, latent: the plain critic modules
     (latent only when cfg.w_zadv > 0); id_head: the IdentityHead on s (only when cfg.w_sid > 0), whose
-    weights opt updates with the autoencoder's; pair: the PairCritic (only when cfg.w_spair > 0).
+    weights opt updates with the autoencoder's.
     Returns (loss terms as 0-dim tensors, the adversary's fakes for id2 (detached Dec(z1, s2), then
     Dec(z_prior, s2) when cfg.adv_prior_fake; None when lambda = 0), detached codes {mu1, mu1p, mu2, s1,
     s1p}).
     """
     autocast = autocast or contextlib.nullcontext
-    critics = [m for m in (adversary, latent, pair) if m is not None]
+    critics = [m for m in (adversary, latent) if m is not None]
     _requires_grad(critics, False)
     x1 = batch.x1
     z_prior = torch.randn(x1.shape[0], z_dim, device=x1.device)  # X.2 = Dec(z ~ N(0, I), s2)
-    grey = luma(batch.x1p) if id_head is not None and grey_copies(cfg, x1.shape[1]) else None
     with autocast():
-        out = autoencoder(x1, batch.x1p, batch.x2, z_prior, cfg.zadv_trunk_grad,
-                          cfg.image_adversary or cfg.cycle, grey, cfg.cycle)
+        out = autoencoder(x1, batch.x1p, batch.x2, z_prior, cfg.zadv_trunk_grad, cfg.image_adversary)
     x11, x11p = out["x11"].float(), out["x11p"].float()
     codes = {k: out[k].float() for k in ("mu1", "mu1p", "mu2", "s1", "s1p")}
     mu1 = codes["mu1"]
@@ -83,35 +69,21 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
         # Push the latent critic's prediction towards uniform: bounded, unlike maximising its loss.
         terms["zadv_gen"] = latent_loss(latent, out["mu1_critic"].float(), batch.id1, fooled=True)[0]
         loss = loss + cfg.w_zadv * terms["zadv_gen"]
-    if cfg.w_zcycle > 0:  # the pose drawn on identity 2 reads back as z1's
-        terms["zcycle"] = cycle_error(out["mu12"].float(), mu1)
-        loss = loss + cfg.w_zcycle * terms["zcycle"]
-    if cfg.w_scycle > 0:  # identity 2 drawn in z1's pose reads back as s2
-        terms["scycle"] = cycle_error(out["s12"].float(), out["s2"].float())
-        loss = loss + cfg.w_scycle * terms["scycle"]
-    if pair is not None and cfg.w_spair > 0:
-        # Push the critic's answer towards 1/2 on both pairs. mu is held fixed, so only s gives way.
-        terms["spair_gen"] = pair_loss(pair, codes["s1"], codes["s1p"], mu1.detach(), fooled=True)[0]
-        loss = loss + cfg.w_spair * terms["spair_gen"]
     if cfg.w_sinv > 0:
         spread = within_identity_share_whitened if cfg.sinv_whiten else within_identity_spread
         terms["sinv"] = spread(out["s1"].float(), out["s1p"].float(), out["s2"].float())
         loss = loss + cfg.w_sinv * terms["sinv"]
     if id_head is not None and cfg.w_sid > 0:
-        s_all, ids, grey_rows = [out["s1"], out["s1p"], out["s2"]], [batch.id1, batch.id1, batch.id2], 0
-        if grey is not None:  # the grey copies of x1', last
-            s_all, ids, grey_rows = s_all + [out["s_more"]], ids + [batch.id1], len(grey)
-        target = torch.cat(ids)
-        logits = id_head(torch.cat(s_all).float(), grey_rows, target, cfg.sid_margin)
+        target = torch.cat([batch.id1, batch.id1, batch.id2])
+        logits = id_head(torch.cat([out["s1"], out["s1p"], out["s2"]]).float(), target, cfg.sid_margin)
         terms["sid"] = F.cross_entropy(logits, target)
         loss = loss + cfg.w_sid * terms["sid"]
     if cfg.w_zbetween > 0:
-        read = getattr(autoencoder, "module", autoencoder).decoder.read_z if cfg.zbetween_read else (lambda u: u)
-        u1, u1p, u2 = (read(u) for u in (mu1, codes["mu1p"], codes["mu2"]))
+        mu1p, mu2 = codes["mu1p"], codes["mu2"]
         if cfg.zbetween_paired:
-            terms["zbetween"] = paired_between_share(u1, u1p, u2)
+            terms["zbetween"] = paired_between_share(mu1, mu1p, mu2)
         else:
-            terms["zbetween"] = between_identity_share(torch.cat([u1, u1p, u2]),
+            terms["zbetween"] = between_identity_share(torch.cat([mu1, mu1p, mu2]),
                                                        torch.cat([batch.id1, batch.id1, batch.id2]))
         loss = loss + cfg.w_zbetween * terms["zbetween"]
     opt.zero_grad(set_to_none=True)
@@ -124,15 +96,14 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
 
 
 def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=None, autocast=None,
-                   memory=None, pair=None, pair_memory=None) -> dict:
+                   memory=None) -> dict:
     """Update the critics. Image adversary (lambda > 0): fake = Dec(z1, s2) (and Dec(z_prior, s2) after it
     with cfg.adv_prior_fake) judged as not id2, real = x2 as id2.
 
     The encoder and decoder are untouched: fake and codes arrive detached. One forward over [fake; real]
     so a DDP-wrapped adversary sees a single call per step. The latent critic, when given, learns
     to read id1 from mu1, then takes cfg.zadv_steps - 1 more updates on codes recalled from memory
-    (a CodeMemory) when given. The pair critic, when given, learns to tell (s1, mu1) from (s1', mu1),
-    then takes cfg.spair_steps - 1 more updates on rows recalled from pair_memory when given.
+    (a CodeMemory) when given.
     """
     mu1 = None if codes is None else codes["mu1"]
     autocast = autocast or contextlib.nullcontext
@@ -155,22 +126,12 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
         loss = loss + zloss
         result["zadv"] = zloss.detach()
         result["zadv_acc"] = correct.float().mean()
-    if pair is not None and mu1 is not None:
-        ploss, correct = pair_loss(pair, codes["s1"], codes["s1p"], mu1)
-        loss = loss + ploss
-        result["spair"] = ploss.detach()
-        result["spair_acc"] = correct.float().mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     if latent is not None and mu1 is not None and memory is not None:
         memory.remember(mu1, batch.id1)
         memory_updates(latent, opt, memory, cfg.zadv_steps - 1, b)
-    if pair is not None and mu1 is not None and pair_memory is not None:
-        pair_memory.remember(torch.cat([codes["s1"], codes["s1p"], mu1], 1), batch.id1)
-        widths = [codes["s1"].shape[1]] * 2 + [mu1.shape[1]]
-        memory_updates(pair, opt, pair_memory, cfg.spair_steps - 1, b,
-                       lambda critic, rows, _: pair_loss(critic, *rows.split(widths, 1)))
     if logits is None:
         return result
     with torch.no_grad():
@@ -180,15 +141,13 @@ def adversary_step(adversary, opt, cfg, fake, batch: Batch, latent=None, codes=N
     return result
 
 
-def memory_updates(critic, opt, memory, count: int, batch_size: int, loss=None) -> None:
-    """count more updates of a critic, each on 4 x batch_size rows recalled from memory (a CodeMemory),
-    scored by loss(critic, rows, ids) -> (loss, ...) (latent_loss by default: the latent critic). The
-    critics are cheap: this lets them keep up with the encoder."""
-    loss = loss or latent_loss
+def memory_updates(critic, opt, memory, count: int, batch_size: int) -> None:
+    """count more updates of the latent critic, each on 4 x batch_size codes recalled from memory (a
+    CodeMemory). The critic is cheap: this lets it keep up with the encoder."""
     for _ in range(count):
-        rows, ids = memory.recall(4 * batch_size)
+        mu, ids = memory.recall(4 * batch_size)
         opt.zero_grad(set_to_none=True)
-        loss(critic, rows, ids)[0].backward()
+        latent_loss(critic, mu, ids)[0].backward()
         opt.step()
 
 
@@ -198,13 +157,3 @@ def latent_loss(critic, mu: torch.Tensor, ids: torch.Tensor, fooled: bool = Fals
     logits = critic(mu)
     target = torch.full_like(logits, 1.0 / logits.shape[1]) if fooled else ids
     return F.cross_entropy(logits, target), logits.argmax(1) == ids
-
-
-def pair_loss(critic, s: torch.Tensor, s_other: torch.Tensor, mu: torch.Tensor, fooled: bool = False):
-    """The pair critic's cross-entropy of telling (s, mu), both of one image, from (s_other, mu), s_other of
-    another image of the same identity, and whether it told each pair right (the own pairs first).
-    fooled: the encoder's loss instead, against the answer 1/2 for both."""
-    logits = critic(torch.cat([s, s_other]), torch.cat([mu, mu]))
-    own = torch.cat([torch.ones_like(logits[:len(s)]), torch.zeros_like(logits[len(s):])])
-    target = torch.full_like(logits, 0.5) if fooled else own
-    return F.binary_cross_entropy_with_logits(logits, target), (logits > 0) == own.bool()
