@@ -208,8 +208,8 @@ class IdentityHead(nn.Module):
 
 class CodeMemory(nn.Module):
     """A ring buffer of recent (code, identity) pairs, so the latent critic trains on far more codes than
-    one batch holds, as the probe that scores the model will. Buffers, so checkpoints carry it; each process keeps its own (it is
-    training state, not a replicated model).
+    one batch holds, as the probe that scores the model will. Buffers, so checkpoints carry it; each
+    process keeps its own (it is training state, not a replicated model).
     """
 
     def __init__(self, z_dim: int, size: int = 4096):
