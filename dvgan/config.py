@@ -32,9 +32,6 @@ class ModelConfig:
                               # identity out of z never changes the features s reads (not in the paper)
     warp: bool = False        # the decoder draws a template from s alone and moves it by a similarity
                               # transform (shift, scale, turn) read from z (not in the paper)
-    z_head_hidden: int = 0    # > 0: mu and logvar come from the trunk through a hidden layer of this many
-                              # units (ReLU) instead of one linear layer, so that with train.zadv_trunk_grad
-                              # = 0 the head alone can take the identity out of z nonlinearly (not in the paper)
 
     def validate(self) -> "ModelConfig":
         if self.image_size % 8 or self.image_size < 8:
@@ -46,8 +43,6 @@ class ModelConfig:
         for name in ("s_dim", "z_dim", "width", "num_ids", "adv_width"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.z_head_hidden < 0:
-            raise UsageError(f"z_head_hidden must be >= 0, got {self.z_head_hidden}")
         return self
 
 

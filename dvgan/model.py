@@ -47,9 +47,7 @@ class Encoder(nn.Module):
         self.trunk_z = _trunk(cfg) if cfg.z_trunk else None  # z's own trunk: nothing z learns reaches s's
         self.feat = 4 * cfg.width * (cfg.image_size // 8) ** 2
         self.to_s = nn.Linear(self.feat, cfg.s_dim)
-        hidden = cfg.z_head_hidden
-        self.to_z = (nn.Linear(self.feat, 2 * cfg.z_dim) if hidden == 0 else  # mu and logvar
-                     nn.Sequential(nn.Linear(self.feat, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 2 * cfg.z_dim)))
+        self.to_z = nn.Linear(self.feat, 2 * cfg.z_dim)  # mu and logvar
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The trunk's output, flattened: (B, 4w * (H/8) * (W/8)), shared by both heads; with a trunk of
