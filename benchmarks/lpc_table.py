@@ -5,8 +5,8 @@
   python benchmarks/lpc_table.py --eval eval-p2 RUN   # the report `dvgan eval RUN -o RUN/eval-p2` wrote
 
 Each row is a target (test characters, never seen in training): the paper's Table 1 over the
-attributes, the identity probes, the pose read from z and from s, the analogies against a's own sheet,
-and retrieval; "met" is judged per run.
+attributes, the identity probes, the pose read from z and from s, the analogies against a's own sheet
+(with the reconstruction of a, Dec(s_a, mu_a), their ceiling), and retrieval; "met" is judged per run.
 
 Where the run's data folder has an attributes.json that says which attributes are drawn in every frame
 ("visible_attributes") and in which sheet rows an attribute's values are drawn at all ("<name>_rows",
@@ -96,6 +96,7 @@ def rows(r: dict, doc: tuple[dict, int] | None = None) -> list[tuple[str, str, b
     best = max(("copy_a", "copy_b", "identity_mean"), key=lambda k: a[k]["psnr"])
     out.append(("analogy PSNR, dB (best baseline + 6)", f"{a['model']['psnr']:.2f} vs {best} {a[best]['psnr']:.2f}",
                 a["model"]["psnr"] >= a[best]["psnr"] + 6))
+    out.append(("reconstruction of a, dB (the analogy's ceiling)", f"{a['reconstruction']['psnr']:.2f}", None))
     out.append(("analogy SSIM (copy b)", f"{a['model']['ssim']:.3f} ({a['copy_b']['ssim']:.3f})", None))
     out.append(("precision@10 same character by s", pct(ret["s"]["precision_at_k"]), None))
     out.append(("precision@10 same action and direction by z", pct(ret["pose"]["z_mu"]["precision_at_k"]), None))
