@@ -25,6 +25,7 @@ class ModelConfig:
     z_dim: int = 128          # unspecified code (everything else); 512 in the paper for sprites and faces
     trunk: str = "conv5"      # "conv5": three 5x5 stride-2 convs; "conv3": six 3x3 convs, stride 2 every other
     width: int = 32           # channels of the first conv stage; doubled at each stride-2 stage
+    dec_width: int = 0        # the decoder's width, where it should differ from the encoder's (0 = width)
     num_ids: int = 2          # identities the adversary's lookup tables know (the training identities)
     adv_width: int = 32       # channels of the adversary's first conv
     adv_dropout: float = 0.5  # dropout before the adversary's output (the authors' code used 0.5)
@@ -43,6 +44,8 @@ class ModelConfig:
         for name in ("s_dim", "z_dim", "width", "num_ids", "adv_width"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.dec_width < 0:
+            raise UsageError(f"dec_width must be >= 0 (0: the encoder's width), got {self.dec_width}")
         return self
 
 

@@ -82,13 +82,14 @@ class Decoder(nn.Module):
 
     def __init__(self, cfg):
         super().__init__()
+        width = cfg.dec_width or cfg.width
         self.base = cfg.image_size // 8
-        self.base_ch = 4 * cfg.width
+        self.base_ch = 4 * width
         feat = self.base_ch * self.base ** 2
         self.from_s = nn.Linear(cfg.s_dim, feat)
         self.from_z = None if cfg.warp else nn.Linear(cfg.z_dim, feat)  # with warp, z only moves the template
         self.bn0 = nn.BatchNorm2d(self.base_ch)
-        stages = _stages(cfg.trunk, cfg.width)
+        stages = _stages(cfg.trunk, width)
         layers = []
         # Mirror the encoder: walk its stages backwards, each conv becoming a (fractionally strided) transpose.
         for i, (cin, cout, k, stride) in reversed(list(enumerate(stages))):

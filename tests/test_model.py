@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from dvgan.config import ModelConfig
+from dvgan.errors import UsageError
 from dvgan.model import Adversary, AutoEncoder, Decoder, Encoder, kl_to_standard_normal, reparameterize
 
 VARIANTS = [(trunk, size, ch) for trunk in ("conv5", "conv3") for size in (32, 64) for ch in (1, 3)]
@@ -48,6 +49,19 @@ def test_decoder_adds_s_and_z():
         h = dec.from_s(s) + dec.from_z(z)
         ref = dec.net(torch.relu(dec.bn0(h.view(-1, dec.base_ch, dec.base, dec.base))))
         assert torch.allclose(dec(s, z), ref)
+
+
+def test_decoder_may_be_wider_than_the_encoder():
+    cfg = ModelConfig(channels=3, s_dim=4, z_dim=5, width=4, dec_width=8, adv_width=4, num_ids=3).validate()
+    enc, dec = Encoder(cfg), Decoder(cfg)
+    assert enc.trunk[0].out_channels == 4 and enc.feat == 4 * 4 * 4 ** 2
+    assert dec.base_ch == 32 and dec.net[0].in_channels == 32 and dec.net[-2].in_channels == 8
+    s, mu, _ = enc(torch.rand(2, 3, 32, 32) * 2 - 1)
+    assert dec(s, mu).shape == (2, 3, 32, 32)
+    same = Decoder(ModelConfig(channels=3, s_dim=4, z_dim=5, width=4))  # 0: the encoder's width
+    assert same.base_ch == 16 and same.net[-2].in_channels == 4
+    with pytest.raises(UsageError, match="dec_width"):
+        ModelConfig(dec_width=-1).validate()
 
 
 def test_label_tables_condition_the_adversary():

@@ -49,7 +49,8 @@ def _summary(bundle: str, manifest: dict) -> list[str]:
         f"bundle       {bundle}",
         f"format       {manifest['format']} v{manifest['format_version']}, opset {manifest.get('opset')}, "
         f"max batch {manifest.get('max_batch')}",
-        f"model        {cfg.get('trunk')} trunk, width {cfg.get('width')}, s_dim {manifest['s_dim']}, "
+        f"model        {cfg.get('trunk')} trunk, width {cfg.get('width')}"
+        f"{', decoder width %s' % cfg['dec_width'] if cfg.get('dec_width') else ''}, s_dim {manifest['s_dim']}, "
         f"z_dim {manifest['z_dim']}",
         f"images       {manifest['image_size']}x{manifest['image_size']} {pre['mode']}, {pre['resize']} resize, "
         f"values in [{pre['value_range'][0]}, {pre['value_range'][1]}]",
