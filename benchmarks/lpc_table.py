@@ -103,6 +103,17 @@ def rows(r: dict, doc: tuple[dict, int] | None = None) -> list[tuple[str, str, b
     return out
 
 
+def labels(runs: list[str]) -> list[str]:
+    """Each run's column name: the fewest trailing parts of its path that tell the runs apart
+    (runs/a/run and runs/b/run are a/run and b/run; runs/a and runs/b are a and b)."""
+    parts = [os.path.normpath(r).split(os.sep) for r in runs]
+    for k in range(1, max(map(len, parts)) + 1):
+        names = ["/".join(p[-k:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return names
+
+
 def main(args: list[str]) -> None:
     folder = "eval"
     if args[:1] == ["--eval"]:
@@ -111,7 +122,7 @@ def main(args: list[str]) -> None:
     for run in runs:
         with open(os.path.join(run, folder, "report.json")) as f:
             tables.append(rows(json.load(f), data_doc(run)))
-    print("| measure | " + " | ".join(os.path.basename(os.path.normpath(r)) for r in runs) + " |")
+    print("| measure | " + " | ".join(labels(runs)) + " |")
     print("|---|" + "---|" * len(runs))
     for i, (name, _, _) in enumerate(tables[0]):
         cells = [t[i][1] + ("" if t[i][2] is None else " (met)" if t[i][2] else " (**not met**)") for t in tables]

@@ -74,3 +74,10 @@ def test_rows_miss_the_analogy_under_six_db_over_the_best_baseline(lpc_table):
     out = {name: met for name, _, met in lpc_table.rows(_report(model_psnr=21.9, mean_psnr=15.0))}
     assert out["analogy PSNR, dB (best baseline + 6)"] is False
     assert out["identity error from s (<= 2%)"] is True
+
+
+def test_columns_are_named_by_the_fewest_path_parts_that_tell_the_runs_apart(lpc_table):
+    assert lpc_table.labels(["runs/a/run", "runs/b/run/"]) == ["a/run", "b/run"]
+    assert lpc_table.labels(["runs/a", "other/b"]) == ["a", "b"]
+    assert lpc_table.labels(["x/s0/run", "y/s0/run"]) == ["x/s0/run", "y/s0/run"]
+    assert lpc_table.labels(["runs/a"]) == ["a"]
