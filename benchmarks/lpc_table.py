@@ -107,10 +107,10 @@ def labels(runs: list[str]) -> list[str]:
     """Each run's column name: the fewest trailing parts of its path that tell the runs apart
     (runs/a/run and runs/b/run are a/run and b/run; runs/a and runs/b are a and b)."""
     parts = [os.path.normpath(r).split(os.sep) for r in runs]
-    for k in range(1, max(map(len, parts)) + 1):
+    for k in range(1, max(map(len, parts)) + 1):  # a path given twice keeps its whole self
         names = ["/".join(p[-k:]) for p in parts]
         if len(set(names)) == len(names):
-            return names
+            break
     return names
 
 

@@ -163,6 +163,15 @@ def test_variants_export_and_verify(tmp_path, size, channels, trunk, z_trunk):
     assert session(os.path.join(out, "encoder.fp16.onnx")).run(["s"], {"image": x})[0].shape == (37, 8)
 
 
+def test_a_decoder_wider_than_the_encoder_exports_verifies_and_is_named_by_info(tmp_path):
+    out = export_bundle(make_checkpoint(tmp_path / "c.pt", seed=2, dec_width=16), str(tmp_path / "b"))
+    m = load_manifest(out)
+    assert m["model_config"]["width"] == 8 and m["model_config"]["dec_width"] == 16
+    assert max(m["verification"]["fp32"]["decoder"].values()) <= 1e-4
+    result = CliRunner().invoke(info_cli, [out])
+    assert result.exit_code == 0 and "conv5 trunk, width 8, decoder width 16, s_dim 8, z_dim 6" in result.output
+
+
 def test_export_from_a_training_run_folder(tmp_path, monkeypatch):
     from dvgan.config import TrainConfig
     monkeypatch.setenv("DVGAN_HOME", str(tmp_path / "home"))

@@ -81,3 +81,4 @@ def test_columns_are_named_by_the_fewest_path_parts_that_tell_the_runs_apart(lpc
     assert lpc_table.labels(["runs/a", "other/b"]) == ["a", "b"]
     assert lpc_table.labels(["x/s0/run", "y/s0/run"]) == ["x/s0/run", "y/s0/run"]
     assert lpc_table.labels(["runs/a"]) == ["a"]
+    assert lpc_table.labels(["runs/a", "runs/a"]) == ["runs/a", "runs/a"]

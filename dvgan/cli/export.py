@@ -45,13 +45,12 @@ def main(source, out_dir, fp16, trt, opset, max_batch, no_verify, timing_cache):
 def _summary(bundle: str, manifest: dict) -> list[str]:
     cfg = manifest["model_config"]
     pre = manifest["preprocess"]
+    width = f"width {cfg.get('width')}" + (f", decoder width {cfg['dec_width']}" if cfg.get("dec_width") else "")
     lines = [
         f"bundle       {bundle}",
         f"format       {manifest['format']} v{manifest['format_version']}, opset {manifest.get('opset')}, "
         f"max batch {manifest.get('max_batch')}",
-        f"model        {cfg.get('trunk')} trunk, width {cfg.get('width')}"
-        f"{', decoder width %s' % cfg['dec_width'] if cfg.get('dec_width') else ''}, s_dim {manifest['s_dim']}, "
-        f"z_dim {manifest['z_dim']}",
+        f"model        {cfg.get('trunk')} trunk, {width}, s_dim {manifest['s_dim']}, z_dim {manifest['z_dim']}",
         f"images       {manifest['image_size']}x{manifest['image_size']} {pre['mode']}, {pre['resize']} resize, "
         f"values in [{pre['value_range'][0]}, {pre['value_range'][1]}]",
     ]
