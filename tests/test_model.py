@@ -131,6 +131,32 @@ def test_warp_decoder_moves_a_template_drawn_from_s():
         assert not torch.allclose(dec(s, z), dec(s, z.flip(0)))  # now z moves it
 
 
+@pytest.mark.parametrize("warp", [True, False])
+def test_generator_forward_decodes_the_four_images_and_draws_each_template_once(warp):
+    """The four decodes of a triplet batch are Dec(z1, s1), Dec(z1, s1'), Dec(z1, s2), Dec(z_prior, s2)
+    (in eval mode, where BatchNorm uses its running statistics, exactly the decoder's own output); with
+    warp, s2's template is drawn once for both of its images: the drawing network sees 3B images, not 4B."""
+    cfg = ModelConfig(channels=3, s_dim=4, z_dim=6, width=4, warp=warp, num_ids=3)
+    ae = AutoEncoder(cfg).eval()
+    if warp:
+        torch.nn.init.normal_(ae.decoder.to_pose.weight, std=0.3)  # a pose that depends on z
+    drawn = []
+    ae.decoder.net.register_forward_hook(lambda module, args, out: drawn.append(out.shape[0]))
+    b = 5
+    x1, x1p, x2 = (torch.rand(b, 3, 32, 32) * 2 - 1 for _ in range(3))
+    z_prior = torch.randn(b, 6)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        out = ae(x1, x1p, x2, z_prior)
+        assert drawn == [3 * b if warp else 4 * b]
+        s1, s1p, s2 = ae.encoder(torch.cat([x1, x1p, x2]))[0].split(b)
+        torch.manual_seed(0)  # the draw of z1 above: reparameterize is the forward's only random op
+        z1 = reparameterize(out["mu1"], out["logvar1"])
+        for name, s_, z_ in (("x11", s1, z1), ("x11p", s1p, z1), ("x12", s2, z1), ("xp2", s2, z_prior)):
+            assert torch.allclose(out[name], ae.decoder(s_, z_), atol=1e-5), name
+        assert not torch.allclose(out["x12"], out["xp2"], atol=1e-3)  # one template, moved two ways
+
+
 
 def test_z_trunk_keeps_what_z_learns_out_of_the_features_s_reads():
     """With a trunk of z's own, a loss on mu moves z's trunk and not s's, and s depends on s's trunk alone;
