@@ -4,11 +4,12 @@ making the step faster gives.
   python benchmarks/bench_step_parts.py [--steps 30] [--reps 3] [--only NAME ...] [--set TABLE.KEY=VALUE ...]
 
 Times one step of the recipe as it is and with each variant below: critics changed or taken out,
-a narrower model, and ways of running the same arithmetic faster (torch.compile with inductor's CPU
-backend, channels_last memory format, Adam's multi-tensor and fused updates). Each timing is --steps
-steps after 10 warm-up steps (torch.compile compiles during the warm-up); the variants take turns
-within each of --reps rounds, so a change of the machine's load falls on all of them alike, and
-each row is the median over the rounds, on torch's default threads. Compare them as ratios.
+a narrower model, the warping decoder's templates drawn as before 6b2143d, and ways of running the
+same arithmetic faster (torch.compile with inductor's CPU backend, channels_last memory format, Adam's
+multi-tensor and fused updates). Each timing is --steps steps after 10 warm-up steps (torch.compile
+compiles during the warm-up); the variants take turns within each of --reps rounds, so a change of the
+machine's load falls on all of them alike, and each row is the median over the rounds, on torch's
+default threads. Compare them as ratios.
 --set changes the recipe itself before the variants apply (say, model.width=32 for the recipe as it
 was before its width went to 16).
 """
@@ -42,6 +43,18 @@ def compiled(trainer: Trainer) -> None:
     trainer.adv_run = torch.compile(trainer.adversary)
 
 
+def template_twice(trainer: Trainer) -> None:
+    """The warping decoder's work as it was before commit 6b2143d: s2's template drawn a second time for
+    its second image (Dec(z_prior, s2)), here drawn and left unused, which costs the same."""
+    decoder = trainer.autoencoder.decoder
+    draw = decoder.template
+
+    def template(s: torch.Tensor) -> torch.Tensor:  # s1, s1', s2 of a triplet batch
+        b = s.shape[0] // 3
+        return draw(torch.cat([s, s[2 * b:]]))[:3 * b]
+    decoder.template = template
+
+
 def adam(**options):
     def change(trainer: Trainer) -> None:
         for name in ("opt_gen", "opt_adv"):  # the same groups (parameters, rates), a new update rule
@@ -61,6 +74,7 @@ VARIANTS = {  # name: (model changes, train changes, a change made to the built 
     "model width 32": ({"width": 32}, {}, None),
     "model width 24": ({"width": 24}, {}, None),
     "model width 16": ({"width": 16}, {}, None),
+    "s2's template drawn twice (as before 6b2143d)": ({}, {}, template_twice),
     "channels_last": ({}, {}, channels_last),
     "torch.compile (autoencoder and adversary)": ({}, {}, compiled),
     "Adam, multi-tensor (foreach)": ({}, {}, adam(foreach=True)),

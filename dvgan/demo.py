@@ -26,10 +26,11 @@ log = logging.getLogger(__name__)
 # The demo trains the warping-decoder recipe (dvgan/recipes/sprites-warp.toml, read here): s alone draws a template of
 # the identity and z only moves it (shift, scale, turn), the way the renderer makes the pose. With the
 # plain decoder the swap grid took the turn from s, so "A in the pose of B" held for size and position
-# only; with warp z carries the whole pose, and at 5,000 steps all four sprites targets of `dvgan eval`
-# hold on three seeds (benchmarks/RESULTS.md, "Training speed: where a step's time goes"). Its model is
-# narrow (width 16, image adversary 8), which makes a step about half as long as one of the recipe before
-# (width 32, adversary 16), so the time budget below holds more steps.
+# only; with warp z carries the whole pose, and at 5,500 steps all four sprites targets of `dvgan eval`
+# hold on three seeds (benchmarks/RESULTS.md, "Built-in sprites"). Its model is narrow (width 16, image
+# adversary 8) and each template is drawn once however many poses it is moved to, which makes a step
+# about half as long as one of the recipe before (width 32, adversary 16), so the time budget below holds
+# more steps.
 # The default run has a training time budget (train_seconds) that keeps the whole demo within 10 minutes
 # of a fresh install on a 2-core machine: a slow one trains fewer steps, and the report says so
 # (benchmarks/RESULTS.md, "README commands"). The long run is the recipe as it is, with the full
