@@ -9,6 +9,7 @@ Runs --steps steps after 10 warm-up steps under torch.profiler and prints:
   calling thread; an op's own worker threads run within it) and the rest: Python, autograd bookkeeping
   and the optimizer's loop between the ops;
 - the ops with the most self CPU time, and how many op calls one step makes;
+- with --shapes N, the N convolution calls that take the most time, by input shape;
 - the arithmetic of one step (torch.utils.flop_counter: convolutions and matrix products, forward and
   backward) and the rate it ran at, to compare with what the CPU's matrix products reach.
 --set model.width=16 (and the like) profiles a variant of the recipe.
@@ -47,6 +48,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--top", type=int, default=20)
+    ap.add_argument("--shapes", type=int, default=0, metavar="N",
+                    help="also the N convolution calls (forward and backward) that take the most time, by input shape")
     ap.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE",
                     help="change one setting of the recipe (model.* or train.*), as dvgan-train --set")
     args = ap.parse_args()
@@ -60,7 +63,7 @@ def main() -> None:
         for _ in range(args.steps):
             trainer.train_step()
         wall, cpu = (time.perf_counter() - t) / args.steps, (time.process_time() - c) / args.steps
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=args.shapes > 0) as prof:
             t = time.perf_counter()
             for _ in range(args.steps):
                 trainer.train_step()
@@ -81,6 +84,19 @@ def main() -> None:
     print(f"arithmetic: {gflop:.2f} GFLOP per step, run at {gflop / wall:.0f} GFLOP/s; a 2048^3 matrix product "
           f"runs at {matmul_rate():.0f} GFLOP/s here")
     print(events.table(sort_by="self_cpu_time_total", row_limit=args.top, max_name_column_width=48))
+    if args.shapes:
+        print_conv_shapes(prof, args.steps, args.shapes)
+
+
+def print_conv_shapes(prof, steps: int, count: int) -> None:
+    """The convolutions (forward: aten::convolution, backward: aten::convolution_backward) that take the
+    most time, each input shape apart: which layers the step's time goes to."""
+    convs = [e for e in prof.key_averages(group_by_input_shape=True)
+             if e.key in ("aten::convolution", "aten::convolution_backward")]
+    convs.sort(key=lambda e: -e.cpu_time_total)
+    for e in convs[:count]:
+        shapes = [shape for shape in e.input_shapes if shape][:3]  # input, weight or grad, ...
+        print(f"{e.key:28s} {e.cpu_time_total / 1000 / steps:6.2f} ms/step  {shapes}")
 
 
 if __name__ == "__main__":

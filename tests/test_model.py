@@ -157,7 +157,6 @@ def test_generator_forward_decodes_the_four_images_and_draws_each_template_once(
         assert not torch.allclose(out["x12"], out["xp2"], atol=1e-3)  # one template, moved two ways
 
 
-
 def test_z_trunk_keeps_what_z_learns_out_of_the_features_s_reads():
     """With a trunk of z's own, a loss on mu moves z's trunk and not s's, and s depends on s's trunk alone;
     with the shared trunk, the same loss reaches the trunk s reads."""
