@@ -6,16 +6,17 @@ making the step faster gives.
 Times one step of the recipe as it is and with each variant below: critics changed or taken out,
 a narrower model, the warping decoder's templates drawn as before 6b2143d, and ways of running the
 same arithmetic faster (torch.compile with inductor's CPU backend, channels_last memory format, Adam's
-multi-tensor and fused updates). Each timing is --steps steps after 10 warm-up steps (torch.compile
-compiles during the warm-up); the variants take turns within each of --reps rounds, so a change of the
-machine's load falls on all of them alike, and each row is the median over the rounds, on torch's
-default threads. Compare them as ratios.
+multi-tensor and fused updates, denormals flushed to zero, oneDNN off). Each timing is --steps steps
+after 10 warm-up steps (torch.compile compiles during the warm-up); the variants take turns within each
+of --reps rounds, so a change of the machine's load falls on all of them alike, and each row is the
+median over the rounds, on torch's default threads. Compare them as ratios.
 --set changes the recipe itself before the variants apply (say, model.width=32 for the recipe as it
 was before its width went to 16).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import tempfile
@@ -45,7 +46,8 @@ def compiled(trainer: Trainer) -> None:
 
 def template_twice(trainer: Trainer) -> None:
     """The warping decoder's work as it was before commit 6b2143d: s2's template drawn a second time for
-    its second image (Dec(z_prior, s2)), here drawn and left unused, which costs the same."""
+    its second image (Dec(z_prior, s2)), here drawn and left unused, which costs the same. (With the
+    plain decoder, model.warp = false, nothing calls the template and it times the recipe again.)"""
     decoder = trainer.autoencoder.decoder
     draw = decoder.template
 
@@ -53,6 +55,21 @@ def template_twice(trainer: Trainer) -> None:
         b = s.shape[0] // 3
         return draw(torch.cat([s, s[2 * b:]]))[:3 * b]
     decoder.template = template
+
+
+@contextlib.contextmanager
+def flush_denormal():
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
+@contextlib.contextmanager
+def no_onednn():
+    with torch.backends.mkldnn.flags(enabled=False):
+        yield
 
 
 def adam(**options):
@@ -63,7 +80,7 @@ def adam(**options):
     return change
 
 
-VARIANTS = {  # name: (model changes, train changes, a change made to the built trainer)
+VARIANTS = {  # name: (model changes, train changes, a change made to the built trainer[, a process-wide setting])
     "the recipe": ({}, {}, None),
     "image adversary at the default width (adv_width 32)": ({"adv_width": 32}, {}, None),
     "image adversary at width 8": ({"adv_width": 8}, {}, None),
@@ -79,6 +96,8 @@ VARIANTS = {  # name: (model changes, train changes, a change made to the built 
     "torch.compile (autoencoder and adversary)": ({}, {}, compiled),
     "Adam, multi-tensor (foreach)": ({}, {}, adam(foreach=True)),
     "Adam, fused": ({}, {}, adam(fused=True)),
+    "denormals flushed to zero": ({}, {}, None, flush_denormal),
+    "oneDNN off (torch's own convolutions)": ({}, {}, None, no_onednn),
 }
 
 
@@ -102,8 +121,9 @@ def warm_trainer(recipe: dict, out: str, model_changes=None, train_changes=None,
 
 
 def seconds_per_step(recipe: dict, variant, steps: int) -> float:
-    with tempfile.TemporaryDirectory() as out:
-        trainer = warm_trainer(recipe, out, *variant)
+    model_changes, train_changes, change, *setting = variant
+    with (setting[0]() if setting else contextlib.nullcontext()), tempfile.TemporaryDirectory() as out:
+        trainer = warm_trainer(recipe, out, model_changes, train_changes, change)
         t = time.perf_counter()
         for _ in range(steps):
             trainer.train_step()

@@ -277,12 +277,13 @@ class AutoEncoder(nn.Module):
         mu1, mu1p, mu2 = mu.split(b)
         logvar1 = logvar[:b]
         z1 = reparameterize(mu1, logvar1)
-        if swaps and self.decoder.from_z is None:  # warp: s2's template is drawn once and moved twice
-            t1, t1p, t2 = self.decoder.template(torch.cat([s1, s1p, s2])).split(b)
-            images = self.decoder.move(torch.cat([t1, t1p, t2, t2]), torch.cat([z1, z1, z1, z_prior]))
-            x11, x11p, x12, xp2 = images.split(b)
-        elif swaps:
-            images = self.decoder(torch.cat([s1, s1p, s2, s2]), torch.cat([z1, z1, z1, z_prior]))
+        if swaps:
+            zs = torch.cat([z1, z1, z1, z_prior])
+            if self.decoder.from_z is None:  # warp: s2's template is drawn once and moved twice
+                templates = self.decoder.template(s)  # s1, s1', s2
+                images = self.decoder.move(torch.cat([templates, templates[2 * b:]]), zs)
+            else:
+                images = self.decoder(torch.cat([s, s2]), zs)
             x11, x11p, x12, xp2 = images.split(b)
         else:
             x11, x11p = self.decoder(torch.cat([s1, s1p]), torch.cat([z1, z1])).split(b)
