@@ -33,9 +33,6 @@ class ModelConfig:
                               # identity out of z never changes the features s reads (not in the paper)
     warp: bool = False        # the decoder draws a template from s alone and moves it by a similarity
                               # transform (shift, scale, turn) read from z (not in the paper)
-    z_centred: bool = False   # mu is read against the mean code of the image's identity, which a small
-                              # network predicts from s (Encoder.centre): z holds no identity in its mean
-                              # (not in the paper)
 
     def validate(self) -> "ModelConfig":
         if self.image_size % 8 or self.image_size < 8:

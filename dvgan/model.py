@@ -48,11 +48,6 @@ class Encoder(nn.Module):
         self.feat = 4 * cfg.width * (cfg.image_size // 8) ** 2
         self.to_s = nn.Linear(self.feat, cfg.s_dim)
         self.to_z = nn.Linear(self.feat, 2 * cfg.z_dim)  # mu and logvar
-        self.z_mean = None
-        if cfg.z_centred:  # s -> the mean mu of its identity's images, starting at zero (no centring)
-            self.z_mean = critic_mlp(cfg.s_dim, cfg.z_dim, hidden=128)
-            nn.init.zeros_(self.z_mean[-1].weight)
-            nn.init.zeros_(self.z_mean[-1].bias)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The trunk's output, flattened: (B, 4w * (H/8) * (W/8)), shared by both heads; with a trunk of
@@ -64,31 +59,14 @@ class Encoder(nn.Module):
         """Trunk features -> (s's part, z's part): the same tensor twice with one shared trunk."""
         return (h, h) if self.trunk_z is None else h.split(self.feat, dim=1)
 
-    def heads(self, h: torch.Tensor, mean_error: bool = False):
-        """Trunk features -> (s, mu, logvar); with mean_error, also how far z_mean's prediction is from the
-        codes it predicts (a 0-dim tensor; None without model.z_centred)."""
+    def heads(self, h: torch.Tensor):
+        """Trunk features -> (s, mu, logvar)."""
         h_s, h_z = self._split(h)
         mu, logvar = self.to_z(h_z).chunk(2, dim=1)
-        s = self.to_s(h_s)
-        mu, error = self.centre(s, mu)
-        return (s, mu, logvar, error) if mean_error else (s, mu, logvar)
-
-    def centre(self, s: torch.Tensor, mu: torch.Tensor):
-        """With model.z_centred: (mu less the mean code that s predicts for its identity, the prediction's
-        mean squared error). z_mean learns from that error alone, on held codes, so it tends to the mean of
-        mu given s; and no gradient flows back through the prediction into mu, so s cannot pass anything
-        of the identity into z through it. What is left of mu varies within an identity the same way
-        whatever the identity: a shape whose pose the encoder reads with an offset of its own has that
-        offset taken out, and the decoder's template (drawn from s) keeps it. Without it: (mu, None)."""
-        if self.z_mean is None:
-            return mu, None
-        mean = self.z_mean(s.detach())
-        return mu - mean.detach(), nn.functional.mse_loss(mean, mu.detach())
+        return self.to_s(h_s), mu, logvar
 
     def z_head(self, h: torch.Tensor) -> torch.Tensor:
-        """Trunk features -> mu alone (s's head is run only when mu is centred on what s predicts)."""
-        if self.z_mean is not None:
-            return self.heads(h)[1]
+        """Trunk features -> mu alone (s's head is not run)."""
         return self.to_z(self._split(h)[1])[:, :self.z_dim]
 
     def forward(self, x: torch.Tensor):
@@ -294,7 +272,7 @@ class AutoEncoder(nn.Module):
         """
         b = x1.shape[0]
         h = self.encoder.features(torch.cat([x1, x1p, x2]))
-        s, mu, logvar, mean_error = self.encoder.heads(h, mean_error=True)
+        s, mu, logvar = self.encoder.heads(h)
         s1, s1p, s2 = s.split(b)
         mu1, mu1p, mu2 = mu.split(b)
         logvar1 = logvar[:b]
@@ -316,5 +294,4 @@ class AutoEncoder(nn.Module):
             h1 = critic_trunk_grad * h1 + (1.0 - critic_trunk_grad) * h1.detach()
             mu1_critic = self.encoder.z_head(h1)
         return {"x11": x11, "x11p": x11p, "x12": x12, "xp2": xp2, "mu1_critic": mu1_critic,
-                "mu1": mu1, "mu1p": mu1p, "mu2": mu2, "logvar1": logvar1, "s1": s1, "s1p": s1p, "s2": s2,
-                "z_mean_error": mean_error}
+                "mu1": mu1, "mu1p": mu1p, "mu2": mu2, "logvar1": logvar1, "s1": s1, "s1p": s1p, "s2": s2}

@@ -86,9 +86,6 @@ def generator_step(autoencoder, adversary, opt, cfg, batch: Batch, z_dim: int, l
             terms["zbetween"] = between_identity_share(torch.cat([mu1, mu1p, mu2]),
                                                        torch.cat([batch.id1, batch.id1, batch.id2]))
         loss = loss + cfg.w_zbetween * terms["zbetween"]
-    if out["z_mean_error"] is not None:  # reaches the encoder's z_mean alone (model.z_centred)
-        terms["z_mean"] = out["z_mean_error"].float()
-        loss = loss + terms["z_mean"]
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
