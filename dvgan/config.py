@@ -33,8 +33,6 @@ class ModelConfig:
                               # identity out of z never changes the features s reads (not in the paper)
     warp: bool = False        # the decoder draws a template from s alone and moves it by a similarity
                               # transform (shift, scale, turn) read from z (not in the paper)
-    coords: bool = False      # the encoder sees each pixel's x and y as two more input channels (CoordConv,
-                              # Liu et al. 2018), so reading where things are is one linear step (not in the paper)
 
     def validate(self) -> "ModelConfig":
         if self.image_size % 8 or self.image_size < 8:

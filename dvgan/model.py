@@ -30,7 +30,7 @@ def _trunk(cfg) -> nn.Sequential:
     layers = []
     for cin, cout, k, stride in _stages(cfg.trunk, cfg.width):
         layers += [
-            nn.Conv2d(cin or cfg.channels + 2 * cfg.coords, cout, k, stride, padding=k // 2, bias=False),
+            nn.Conv2d(cin or cfg.channels, cout, k, stride, padding=k // 2, bias=False),
             nn.BatchNorm2d(cout),
             nn.ReLU(inplace=True),
         ]
@@ -48,16 +48,10 @@ class Encoder(nn.Module):
         self.feat = 4 * cfg.width * (cfg.image_size // 8) ** 2
         self.to_s = nn.Linear(self.feat, cfg.s_dim)
         self.to_z = nn.Linear(self.feat, 2 * cfg.z_dim)  # mu and logvar
-        if cfg.coords:  # each pixel's x and y, two more input channels
-            self.register_buffer("coords", pixel_centres(cfg.image_size)[None], persistent=False)
-        else:
-            self.coords = None
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The trunk's output, flattened: (B, 4w * (H/8) * (W/8)), shared by both heads; with a trunk of
         z's own, s's features then z's: (B, 2 * 4w * (H/8) * (W/8))."""
-        if self.coords is not None:
-            x = torch.cat([x, self.coords.to(x.dtype).expand(x.shape[0], -1, -1, -1)], dim=1)
         h = self.trunk(x).flatten(1)
         return h if self.trunk_z is None else torch.cat([h, self.trunk_z(x).flatten(1)], dim=1)
 
