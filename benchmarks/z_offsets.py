@@ -51,7 +51,7 @@ def main(run_dir: str) -> None:
     print(f"{run_dir}: {len(np.unique(ids))} test identities, {len(test)} images, {len(a)} pairs")
     print(f"  between-identity share of mu: {share:.3f}")
     print(f"  analogy PSNR: Dec(s_a, mu_b) {plain:.2f} dB; Dec(s_a, mu_b - m_b + m_a) {moved:.2f} dB ({moved - plain:+.2f})")
-    if dec.from_z is None:  # the warping decoder
+    if dec.warps:
         pose = dec.to_pose(mu)
         print("  the warp's pose from mu, between-identity share: " +
               ", ".join(f"{name} {float(between_identity_share(pose[:, k:k + 1], labels)):.2f}"

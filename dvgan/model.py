@@ -86,8 +86,9 @@ class Decoder(nn.Module):
         self.base = cfg.image_size // 8
         self.base_ch = 4 * width
         feat = self.base_ch * self.base ** 2
+        self.warps = cfg.warp  # s alone draws a template, z only moves it
         self.from_s = nn.Linear(cfg.s_dim, feat)
-        self.from_z = None if cfg.warp else nn.Linear(cfg.z_dim, feat)  # with warp, z only moves the template
+        self.from_z = None if cfg.warp else nn.Linear(cfg.z_dim, feat)
         self.bn0 = nn.BatchNorm2d(self.base_ch)
         stages = _stages(cfg.trunk, width)
         layers = []
@@ -107,7 +108,7 @@ class Decoder(nn.Module):
             self.register_buffer("grid", grid.contiguous(), persistent=False)
 
     def forward(self, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        if self.from_z is None:  # warp: s draws the template, z moves it
+        if self.warps:
             return self.move(self.template(s), z)
         return self.draw(self.from_s(s) + self.from_z(z))
 
@@ -279,7 +280,7 @@ class AutoEncoder(nn.Module):
         z1 = reparameterize(mu1, logvar1)
         if swaps:
             zs = torch.cat([z1, z1, z1, z_prior])
-            if self.decoder.from_z is None:  # warp: s2's template is drawn once and moved twice
+            if self.decoder.warps:  # s2's template is drawn once and moved twice
                 templates = self.decoder.template(s)  # s1, s1', s2
                 images = self.decoder.move(torch.cat([templates, templates[2 * b:]]), zs)
             else:
